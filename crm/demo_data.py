@@ -1,0 +1,128 @@
+"""A believable small company for the demo: people, customers and their history."""
+
+import random
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from crm.extensions import db
+from crm.models import Activity, Company, Contact, Team, User
+from crm.models.types import utcnow
+from crm.services.contacts import set_tags
+from crm.services.passwords import hash_password
+
+DEMO_PASSWORD = "demo-password"
+
+DEMO_USERS = [
+    ("Alice Martin", "admin@demo.example", "admin", None),
+    ("Marc Dubois", "manager@demo.example", "manager", "Sales"),
+    ("Sophie Laurent", "sales@demo.example", "sales", "Sales"),
+    ("Hugo Bernard", "hugo@demo.example", "sales", "Sales"),
+    ("Emma Petit", "emma@demo.example", "sales", "Sales"),
+    ("Nadia Roux", "support@demo.example", "support", "Support"),
+    ("Lucas Moreau", "lucas@demo.example", "support", "Support"),
+    ("Karim Fontaine", "technician@demo.example", "technician", "Field"),
+]
+
+FIRST_NAMES = ["Jean", "Marie", "Pierre", "Camille", "Louis", "Chloé", "Thomas", "Léa", "Nicolas", "Manon",
+               "Julien", "Inès", "Antoine", "Sarah", "Maxime", "Clara", "Hélène", "Olivier", "Zoé", "Paul",
+               "James", "Emily", "Oliver", "Grace", "Daniel", "Amelia", "Noah", "Isabelle", "Rémi", "Élodie"]
+LAST_NAMES = ["Durand", "Lefebvre", "Mercier", "Girard", "Bonnet", "Lambert", "Fournier", "Rousseau",
+              "Vincent", "Muller", "Faure", "André", "Blanc", "Guérin", "Boyer", "Garnier", "Chevalier",
+              "Smith", "Taylor", "Brown", "Wilson", "Clarke", "Perrin", "Morel", "Gauthier", "Roche"]
+COMPANY_WORDS = ["Atelier", "Boulangerie", "Garage", "Cabinet", "Transports", "Imprimerie", "Menuiserie",
+                 "Pharmacie", "Hôtel", "Studio", "Agence", "Clinique", "Ferme", "Brasserie", "Laboratoire"]
+COMPANY_NAMES = ["du Lac", "Martin & Fils", "Horizon", "des Alpes", "Lumière", "Saint-Michel", "Océan",
+                 "Bellevue", "du Centre", "Les Tilleuls", "Arc-en-Ciel", "Grand Est", "Provence", "Atlas"]
+CITIES = [("Lyon", "69002"), ("Paris", "75011"), ("Marseille", "13001"), ("Bordeaux", "33000"),
+          ("Lille", "59000"), ("Nantes", "44000"), ("Toulouse", "31000"), ("Grenoble", "38000"),
+          ("Rennes", "35000"), ("Annecy", "74000")]
+INDUSTRIES = ["Retail", "Construction", "Health", "Hospitality", "Logistics", "Manufacturing", "Services"]
+TAGS = ["VIP", "newsletter", "salon-2026", "partner", "referral"]
+TITLES = ["Gérant", "Directrice", "Office manager", "Responsable achats", "CEO", "Comptable", None]
+CALL_NOTES = ["Interested, wants a demo next week.", "Asked for a quote for 12 licences.",
+              "Rappeler après les vacances.", "Budget validé, attend la proposition.",
+              "Not the right person, gave the manager's number.", "Satisfied with the installation."]
+NOTES = ["Met at the trade fair in Lyon.", "Prefers email over phone.", "Contrat à renouveler en mars.",
+         "Decision maker is the owner.", "Compare avec un concurrent."]
+
+
+def demo_exists() -> bool:
+    return bool(db.session.scalar(select(func.count(User.id))))
+
+
+def seed_demo(contacts: int = 300, companies: int = 60, seed: int = 42) -> dict:
+    rng = random.Random(seed)
+    users = _seed_users()
+    owners = [u for u in users if u.role in ("sales", "manager")]
+    company_rows = _seed_companies(rng, companies, owners)
+    _seed_contacts(rng, contacts, company_rows, owners, users)
+    db.session.commit()
+    return {"users": len(users), "companies": companies, "contacts": contacts}
+
+
+def _seed_users() -> list[User]:
+    password_hash = hash_password(DEMO_PASSWORD)
+    teams: dict[str, Team] = {}
+    users = []
+    for name, email, role, team_name in DEMO_USERS:
+        team = None
+        if team_name:
+            team = teams.setdefault(team_name, Team(name=team_name))
+        user = User(name=name, email=email, role=role, team=team, password_hash=password_hash)
+        db.session.add(user)
+        users.append(user)
+    return users
+
+
+def _seed_companies(rng: random.Random, count: int, owners: list[User]) -> list[Company]:
+    rows, seen = [], set()
+    while len(rows) < count:
+        name = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_NAMES)}"
+        if name in seen:
+            name = f"{name} {len(rows) + 1}"
+        seen.add(name)
+        city, postcode = rng.choice(CITIES)
+        slug = "".join(ch for ch in name.lower() if ch.isalnum())[:20]
+        company = Company(
+            name=name, industry=rng.choice(INDUSTRIES), employees=rng.choice([3, 8, 15, 40, 120, 250]),
+            city=city, postcode=postcode, country="France", website=f"https://{slug}.example",
+            stage=rng.choice(["lead", "prospect", "customer", "customer"]), owner=rng.choice(owners),
+        )
+        db.session.add(company)
+        rows.append(company)
+    return rows
+
+
+def _seed_contacts(rng, count, companies, owners, users) -> None:
+    now = utcnow()
+    for index in range(count):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        company = rng.choice(companies) if rng.random() < 0.85 else None
+        email_name = "".join(ch for ch in f"{first}.{last}".lower() if ch.isascii() and (ch.isalnum() or ch == "."))
+        contact = Contact(
+            first_name=first, last_name=last, title=rng.choice(TITLES),
+            email=f"{email_name}{index}@example.com",
+            phone=f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {index % 100:02d}",
+            company=company, owner=rng.choice(owners), stage=rng.choice(["lead", "lead", "prospect", "customer", "former"]),
+            source=rng.choice(["website", "trade fair", "referral", "cold call"]),
+            created_at=now - timedelta(days=rng.randint(30, 400)),
+        )
+        if company:
+            contact.city, contact.postcode, contact.country = company.city, company.postcode, "France"
+        db.session.add(contact)
+        set_tags(contact, rng.sample(TAGS, rng.choice([0, 0, 1, 2])))
+        last_touch = contact.created_at
+        for _ in range(rng.randint(0, 6)):
+            when = now - timedelta(days=rng.randint(0, 120), hours=rng.randint(0, 10))
+            kind = rng.choice(["call", "call", "note", "meeting", "email"])
+            body = rng.choice(CALL_NOTES if kind in ("call", "meeting") else NOTES)
+            db.session.add(Activity(
+                kind=kind, contact=contact, company=company, author=rng.choice(users[:7]), occurred_at=when,
+                body=body, outcome=rng.choice(["reached", "voicemail", "no_answer"]) if kind == "call" else None,
+                subject="Follow-up" if kind in ("email", "meeting") else None,
+            ))
+            last_touch = max(last_touch, when)
+        contact.last_activity_at = last_touch
+        if index % 100 == 99:
+            db.session.flush()

@@ -1,0 +1,82 @@
+"""Display names of stored codes, translated at render time."""
+
+from flask_babel import lazy_gettext as _l
+
+ROLE_LABELS = {
+    "admin": _l("Administrator"),
+    "manager": _l("Manager"),
+    "sales": _l("Sales rep"),
+    "support": _l("Support agent"),
+    "technician": _l("Technician"),
+}
+
+STAGE_LABELS = {
+    "lead": _l("Lead"),
+    "prospect": _l("Prospect"),
+    "customer": _l("Customer"),
+    "former": _l("Former customer"),
+}
+
+ACTIVITY_LABELS = {
+    "note": _l("Note"),
+    "call": _l("Call"),
+    "email": _l("Email"),
+    "meeting": _l("Meeting"),
+    "visit": _l("Visit"),
+    "system": _l("Change"),
+}
+
+CALL_OUTCOME_LABELS = {
+    "reached": _l("Reached"),
+    "voicemail": _l("Left a voicemail"),
+    "no_answer": _l("No answer"),
+    "wrong_number": _l("Wrong number"),
+}
+
+AREA_LABELS = {
+    "home": _l("Start"),
+    "contacts": _l("Contacts"),
+    "companies": _l("Companies"),
+    "deals": _l("Deals"),
+    "agenda": _l("Agenda"),
+    "incidents": _l("Incidents"),
+    "interventions": _l("Interventions"),
+    "reports": _l("Reports"),
+    "admin": _l("Administration"),
+}
+
+
+def navigation() -> list[tuple[str, str, str, str]]:
+    """(endpoint, label, permission, blueprint) of each area in the side bar."""
+    return [
+        ("main.home", AREA_LABELS["home"], "home.view", "home"),
+        ("contacts.index", AREA_LABELS["contacts"], "contacts.list", "contacts"),
+        ("companies.index", AREA_LABELS["companies"], "contacts.list", "companies"),
+        ("main.deals", AREA_LABELS["deals"], "deals.view", "deals"),
+        ("main.agenda", AREA_LABELS["agenda"], "agenda.view", "agenda"),
+        ("main.incidents", AREA_LABELS["incidents"], "incidents.view", "incidents"),
+        ("main.interventions", AREA_LABELS["interventions"], "interventions.view", "interventions"),
+        ("main.reports", AREA_LABELS["reports"], "reports.view", "reports"),
+        ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
+    ]
+
+
+def system_event_text(data: dict | None) -> str:
+    """The sentence for a system entry of the timeline, in the reader's language."""
+    from flask_babel import gettext as _
+
+    data = data or {}
+    event = data.get("event")
+    if event == "created":
+        return _("Record created.")
+    if event == "stage":
+        return _(
+            "Stage changed from %(old)s to %(new)s.",
+            old=STAGE_LABELS.get(data.get("from"), data.get("from")),
+            new=STAGE_LABELS.get(data.get("to"), data.get("to")),
+        )
+    if event == "owner":
+        if data.get("to"):
+            return _("Owner changed to %(name)s.", name=data["to"])
+        return _("Owner removed.")
+    return _("Record changed.")

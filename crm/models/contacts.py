@@ -1,0 +1,139 @@
+"""Companies and contacts: the shared address book and its 360° records."""
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table, Text, event
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from crm.extensions import db
+from crm.models.search_keys import email_key, fold, phone_key
+from crm.models.types import UTCDateTime, utcnow
+from crm.models.users import User
+
+# A lead becomes a prospect, then a customer: the same row moves along, so its
+# whole history stays attached.
+STAGES = ("lead", "prospect", "customer", "former")
+
+contact_tag = Table(
+    "contact_tag",
+    db.metadata,
+    Column("contact_id", ForeignKey("contact.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag_id", ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True, index=True),
+)
+
+
+class Tag(db.Model):
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(60), unique=True)
+
+
+class Company(db.Model):
+    __table_args__ = (CheckConstraint(f"stage IN {STAGES!r}", name="stage"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), index=True)
+    stage: Mapped[str] = mapped_column(String(20), default="lead")
+    industry: Mapped[str | None] = mapped_column(String(120))
+    employees: Mapped[int | None]
+    website: Mapped[str | None] = mapped_column(String(300))
+    linkedin_url: Mapped[str | None] = mapped_column(String(300))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    street: Mapped[str | None] = mapped_column(String(200))
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(120))
+    country: Mapped[str | None] = mapped_column(String(80))
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    owner: Mapped[User | None] = relationship()
+    contacts: Mapped[list["Contact"]] = relationship(
+        back_populates="company", order_by="Contact.sort_name"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Contact(db.Model):
+    __table_args__ = (
+        CheckConstraint(f"stage IN {STAGES!r}", name="stage"),
+        # Keyset pagination walks these (sort value, id) pairs.
+        Index("ix_contact_sort_name_id", "sort_name", "id"),
+        Index("ix_contact_last_activity_id", "last_activity_at", "id"),
+        Index("ix_contact_created_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    title: Mapped[str | None] = mapped_column(String(120))
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone: Mapped[str | None] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(20), default="lead", index=True)
+    source: Mapped[str | None] = mapped_column(String(60))
+    score: Mapped[int] = mapped_column(default=0)
+    company_id: Mapped[int | None] = mapped_column(
+        ForeignKey("company.id", ondelete="SET NULL"), index=True
+    )
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
+    street: Mapped[str | None] = mapped_column(String(200))
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(120))
+    country: Mapped[str | None] = mapped_column(String(80))
+    linkedin_url: Mapped[str | None] = mapped_column(String(300))
+    twitter_url: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    # Derived keys, kept in step by the listener below.
+    sort_name: Mapped[str] = mapped_column(String(210), default="")
+    email_key: Mapped[str] = mapped_column(String(254), default="", index=True)
+    phone_key: Mapped[str] = mapped_column(String(20), default="", index=True)
+    # Folded name, email, phone digits and company name: what the search box matches.
+    search_text: Mapped[str] = mapped_column(Text, default="")
+
+    company: Mapped[Company | None] = relationship(back_populates="contacts")
+    owner: Mapped[User | None] = relationship()
+    tags: Mapped[list[Tag]] = relationship(secondary=contact_tag, order_by=Tag.name)
+
+    @property
+    def name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip() or (self.email or self.phone or "?")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def refresh_keys(self) -> None:
+        company_name = self.company.name if self.company else ""
+        self.sort_name = fold(f"{self.last_name} {self.first_name}")[:210]
+        self.email_key = email_key(self.email)
+        self.phone_key = phone_key(self.phone)
+        digits = "".join(ch for ch in (self.phone or "") if ch.isdigit())
+        self.search_text = " ".join(
+            part
+            for part in (
+                fold(self.first_name),
+                fold(self.last_name),
+                self.email_key,
+                digits,
+                self.phone_key,
+                fold(company_name),
+            )
+            if part
+        )
+
+
+@event.listens_for(Contact, "before_insert")
+@event.listens_for(Contact, "before_update")
+def _contact_keys(mapper, connection, contact: Contact) -> None:
+    contact.refresh_keys()
+
+
+@event.listens_for(Company, "before_insert")
+@event.listens_for(Company, "before_update")
+def _company_keys(mapper, connection, company: Company) -> None:
+    company.name_key = fold(company.name)

@@ -1,0 +1,134 @@
+"""Who may do what: one decorator per route, one scope per kind of record.
+
+Every view declares a permission with @requires(...) or @public; a test walks
+the URL map and fails on a view that declares neither. Every query that returns
+records starts from a visible_*() scope, and single records are fetched with
+get_or_404_for(), so that another user's id gives a 404 rather than a leak.
+"""
+
+from functools import wraps
+
+from flask import abort
+from flask_login import current_user
+from sqlalchemy import Select, false, select
+
+from crm.extensions import db, login_manager
+from crm.models import Activity, Company, Contact, User
+
+ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN = "admin", "manager", "sales", "support", "technician"
+EVERYONE = frozenset({ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN})
+OFFICE = frozenset({ADMIN, MANAGER, SALES, SUPPORT})
+
+# The default policy of DESIGN.md §4. Technicians get records only through the
+# interventions they are booked on (see the scopes below).
+POLICY: dict[str, frozenset[str]] = {
+    "home.view": EVERYONE,
+    "account.settings": EVERYONE,
+    "search.use": EVERYONE,
+    "contacts.list": OFFICE,
+    "contacts.view": EVERYONE,
+    "contacts.create": OFFICE,
+    "contacts.edit": OFFICE,
+    "contacts.assign": frozenset({ADMIN, MANAGER}),
+    "contacts.delete": frozenset({ADMIN, MANAGER}),
+    "activities.log": EVERYONE,
+    "deals.view": frozenset({ADMIN, MANAGER, SALES}),
+    "agenda.view": EVERYONE,
+    "incidents.view": OFFICE,
+    "interventions.view": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
+    "reports.view": frozenset({ADMIN, MANAGER}),
+    "users.manage": frozenset({ADMIN}),
+}
+
+PUBLIC = "public"
+
+
+def has_permission(user, permission: str) -> bool:
+    if permission not in POLICY:
+        raise KeyError(f"unknown permission {permission!r}")
+    return bool(user and user.is_authenticated and user.role in POLICY[permission])
+
+
+def requires(permission: str):
+    """Route decorator: the signed-in user's role must hold `permission`."""
+    if permission not in POLICY:
+        raise KeyError(f"unknown permission {permission!r}")
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not current_user.is_authenticated:
+                return login_manager.unauthorized()
+            if not has_permission(current_user, permission):
+                abort(403)
+            return view(*args, **kwargs)
+
+        wrapped.permission = permission
+        return wrapped
+
+    return decorator
+
+
+def public(view):
+    """Route decorator for the few pages anybody may open (login, invitations)."""
+    view.permission = PUBLIC
+    return view
+
+
+def can(permission: str, record=None) -> bool:
+    """For templates: hide what the user may not do. The routes check again."""
+    if not has_permission(current_user, permission):
+        return False
+    if record is None:
+        return True
+    return is_visible(current_user, record)
+
+
+# ---- record scopes ---------------------------------------------------------
+
+
+def visible_contacts(user: User) -> Select:
+    query = select(Contact)
+    if user.role == TECHNICIAN:
+        # Interventions will open the contacts they need; until then, none.
+        return query.where(false())
+    return query
+
+
+def visible_companies(user: User) -> Select:
+    query = select(Company)
+    if user.role == TECHNICIAN:
+        return query.where(false())
+    return query
+
+
+def visible_activities(user: User) -> Select:
+    query = select(Activity)
+    if user.role == TECHNICIAN:
+        return query.where(Activity.author_id == user.id)
+    return query
+
+
+SCOPES = {
+    Contact: visible_contacts,
+    Company: visible_companies,
+    Activity: visible_activities,
+}
+
+
+def get_or_404_for(user: User, model, record_id: int):
+    query = SCOPES[model](user).where(model.id == record_id)
+    record = db.session.scalars(query).first()
+    if record is None:
+        abort(404)
+    return record
+
+
+def is_visible(user: User, record) -> bool:
+    model = type(record)
+    if model not in SCOPES:
+        return True
+    query = SCOPES[model](user).where(model.id == record.id).with_only_columns(model.id)
+    return db.session.scalar(query) is not None
+
+

