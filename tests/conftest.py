@@ -1,0 +1,160 @@
+"""Fixtures for the whole suite.
+
+The schema is built once per run by the real Alembic migrations, on PostgreSQL
+or SQLite (tests/backends.py decides). Each test then starts from empty tables
+and an empty Redis database: rows are deleted after every test rather than
+rolled back, because browser tests drive a live server in another thread that
+must see what the test committed.
+"""
+
+import os
+import random
+import shutil
+import tempfile
+import uuid
+
+import pytest
+
+from tests.backends import detect
+
+BACKENDS = detect()
+_RUN_ID = uuid.uuid4().hex[:8]
+# Unix socket paths are short-lived and must stay under 107 bytes: not pytest's tmp_path.
+_TMP = tempfile.mkdtemp(prefix="crm-")
+os.environ["CRM_INSTANCE_PATH"] = _TMP
+if BACKENDS.postgres:
+    PG_DATABASE = f"crm_test_{_RUN_ID}"
+    os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{PG_DATABASE}"
+else:
+    os.environ["DATABASE_URL"] = f"sqlite:///{_TMP}/test.db"
+if BACKENDS.redis_server:
+    # A database of its own, so that two runs on one machine do not flush each other.
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+else:
+    os.environ.pop("REDIS_URL", None)
+
+from crm import create_app  # noqa: E402  (the environment above must come first)
+from crm.config import TestConfig  # noqa: E402
+from crm.extensions import db  # noqa: E402
+
+
+def pytest_report_header(config):
+    return BACKENDS.describe()
+
+
+def _create_pg_database():
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{PG_DATABASE}"')
+
+
+def _drop_pg_database():
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def app():
+    """The app under test, CSRF off so route tests can post plain forms.
+
+    CSRF itself is tested with `csrf_app` and in the browser tests.
+    """
+    if BACKENDS.postgres:
+        _create_pg_database()
+    application = create_app(TestConfig, WTF_CSRF_ENABLED=False)
+    with application.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    if BACKENDS.postgres:
+        _drop_pg_database()
+    shutil.rmtree(_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def csrf_app(app):
+    """The same database, with CSRF protection on as in production."""
+    return create_app(TestConfig)
+
+
+@pytest.fixture(autouse=True)
+def _clean_state(request):
+    """Empty tables and Redis after each test that used the app."""
+    yield
+    if "app" not in request.fixturenames:
+        return
+    application = request.getfixturevalue("app")
+    with application.app_context():
+        db.session.remove()
+        _empty_tables()
+        from crm.queues import redis_connection
+
+        redis_connection().flushdb()
+
+
+def _empty_tables():
+    tables = [t for t in reversed(db.metadata.sorted_tables)]
+    with db.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in tables)
+            conn.exec_driver_sql(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        else:
+            for table in tables:
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def ctx(app):
+    """An application context for tests that use models and services directly."""
+    with app.app_context():
+        yield
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app, ctx):
+    return app.test_client()
+
+
+@pytest.fixture
+def login(app):
+    """login(client, user): sign `user` in on `client` without going through the form."""
+
+    def _login(test_client, user):
+        with test_client.session_transaction() as session:
+            session["_user_id"] = user.session_token
+            session["_fresh"] = True
+        return test_client
+
+    return _login
+
+
+@pytest.fixture
+def as_role(app, ctx, login):
+    """as_role("sales") -> (client signed in as a new user of that role, the user)."""
+    from tests.factories import make_user
+
+    def _as(role: str, **fields):
+        user = make_user(role=role, **fields)
+        db.session.commit()
+        return login(app.test_client(), user), user
+
+    return _as
+
+
+HTMX = {"HX-Request": "true", "HX-Request-Type": "partial"}
+
+
+def htmx_headers(target: str | None = None) -> dict:
+    """Headers htmx 4 sends for a request that swaps into `target` (e.g. "tbody#contact-rows")."""
+    headers = dict(HTMX)
+    if target:
+        headers["HX-Target"] = target
+    return headers
