@@ -36,7 +36,11 @@ def _init_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(
-        app, db, directory=str(ROOT / "migrations"), compare_type=True, include_object=_migrated_object
+        app,
+        db,
+        directory=str(ROOT / "migrations"),
+        compare_type=True,
+        include_object=_migrated_object,
     )
     csrf.init_app(app)
     htmx_requests.init_app(app)

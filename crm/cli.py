@@ -17,8 +17,10 @@ def register_commands(app: Flask) -> None:
             click.echo("Database already has users: demo not seeded again.")
             return
         counts = seed_demo()
-        click.echo(f"Demo seeded: {counts['users']} users, {counts['companies']} companies, "
-                   f"{counts['contacts']} contacts. Password for all: {DEMO_PASSWORD}")
+        click.echo(
+            f"Demo seeded: {counts['users']} users, {counts['companies']} companies, "
+            f"{counts['contacts']} contacts. Password for all: {DEMO_PASSWORD}"
+        )
         for name, email, role, _team in DEMO_USERS:
             click.echo(f"  {role:<11} {email:<26} {name}")
 

@@ -24,27 +24,137 @@ DEMO_USERS = [
     ("Karim Fontaine", "technician@demo.example", "technician", "Field"),
 ]
 
-FIRST_NAMES = ["Jean", "Marie", "Pierre", "Camille", "Louis", "Chloé", "Thomas", "Léa", "Nicolas", "Manon",
-               "Julien", "Inès", "Antoine", "Sarah", "Maxime", "Clara", "Hélène", "Olivier", "Zoé", "Paul",
-               "James", "Emily", "Oliver", "Grace", "Daniel", "Amelia", "Noah", "Isabelle", "Rémi", "Élodie"]
-LAST_NAMES = ["Durand", "Lefebvre", "Mercier", "Girard", "Bonnet", "Lambert", "Fournier", "Rousseau",
-              "Vincent", "Muller", "Faure", "André", "Blanc", "Guérin", "Boyer", "Garnier", "Chevalier",
-              "Smith", "Taylor", "Brown", "Wilson", "Clarke", "Perrin", "Morel", "Gauthier", "Roche"]
-COMPANY_WORDS = ["Atelier", "Boulangerie", "Garage", "Cabinet", "Transports", "Imprimerie", "Menuiserie",
-                 "Pharmacie", "Hôtel", "Studio", "Agence", "Clinique", "Ferme", "Brasserie", "Laboratoire"]
-COMPANY_NAMES = ["du Lac", "Martin & Fils", "Horizon", "des Alpes", "Lumière", "Saint-Michel", "Océan",
-                 "Bellevue", "du Centre", "Les Tilleuls", "Arc-en-Ciel", "Grand Est", "Provence", "Atlas"]
-CITIES = [("Lyon", "69002"), ("Paris", "75011"), ("Marseille", "13001"), ("Bordeaux", "33000"),
-          ("Lille", "59000"), ("Nantes", "44000"), ("Toulouse", "31000"), ("Grenoble", "38000"),
-          ("Rennes", "35000"), ("Annecy", "74000")]
-INDUSTRIES = ["Retail", "Construction", "Health", "Hospitality", "Logistics", "Manufacturing", "Services"]
+FIRST_NAMES = [
+    "Jean",
+    "Marie",
+    "Pierre",
+    "Camille",
+    "Louis",
+    "Chloé",
+    "Thomas",
+    "Léa",
+    "Nicolas",
+    "Manon",
+    "Julien",
+    "Inès",
+    "Antoine",
+    "Sarah",
+    "Maxime",
+    "Clara",
+    "Hélène",
+    "Olivier",
+    "Zoé",
+    "Paul",
+    "James",
+    "Emily",
+    "Oliver",
+    "Grace",
+    "Daniel",
+    "Amelia",
+    "Noah",
+    "Isabelle",
+    "Rémi",
+    "Élodie",
+]
+LAST_NAMES = [
+    "Durand",
+    "Lefebvre",
+    "Mercier",
+    "Girard",
+    "Bonnet",
+    "Lambert",
+    "Fournier",
+    "Rousseau",
+    "Vincent",
+    "Muller",
+    "Faure",
+    "André",
+    "Blanc",
+    "Guérin",
+    "Boyer",
+    "Garnier",
+    "Chevalier",
+    "Smith",
+    "Taylor",
+    "Brown",
+    "Wilson",
+    "Clarke",
+    "Perrin",
+    "Morel",
+    "Gauthier",
+    "Roche",
+]
+COMPANY_WORDS = [
+    "Atelier",
+    "Boulangerie",
+    "Garage",
+    "Cabinet",
+    "Transports",
+    "Imprimerie",
+    "Menuiserie",
+    "Pharmacie",
+    "Hôtel",
+    "Studio",
+    "Agence",
+    "Clinique",
+    "Ferme",
+    "Brasserie",
+    "Laboratoire",
+]
+COMPANY_NAMES = [
+    "du Lac",
+    "Martin & Fils",
+    "Horizon",
+    "des Alpes",
+    "Lumière",
+    "Saint-Michel",
+    "Océan",
+    "Bellevue",
+    "du Centre",
+    "Les Tilleuls",
+    "Arc-en-Ciel",
+    "Grand Est",
+    "Provence",
+    "Atlas",
+]
+CITIES = [
+    ("Lyon", "69002"),
+    ("Paris", "75011"),
+    ("Marseille", "13001"),
+    ("Bordeaux", "33000"),
+    ("Lille", "59000"),
+    ("Nantes", "44000"),
+    ("Toulouse", "31000"),
+    ("Grenoble", "38000"),
+    ("Rennes", "35000"),
+    ("Annecy", "74000"),
+]
+INDUSTRIES = [
+    "Retail",
+    "Construction",
+    "Health",
+    "Hospitality",
+    "Logistics",
+    "Manufacturing",
+    "Services",
+]
 TAGS = ["VIP", "newsletter", "salon-2026", "partner", "referral"]
 TITLES = ["Gérant", "Directrice", "Office manager", "Responsable achats", "CEO", "Comptable", None]
-CALL_NOTES = ["Interested, wants a demo next week.", "Asked for a quote for 12 licences.",
-              "Rappeler après les vacances.", "Budget validé, attend la proposition.",
-              "Not the right person, gave the manager's number.", "Satisfied with the installation."]
-NOTES = ["Met at the trade fair in Lyon.", "Prefers email over phone.", "Contrat à renouveler en mars.",
-         "Decision maker is the owner.", "Compare avec un concurrent."]
+CALL_NOTES = [
+    "Interested, wants a demo next week.",
+    "Asked for a quote for 12 licences.",
+    "Rappeler après les vacances.",
+    "Budget validé, attend la proposition.",
+    "Not the right person, gave the manager's number.",
+    "Satisfied with the installation.",
+]
+NOTES = [
+    "Met at the trade fair in Lyon.",
+    "Prefers email over phone.",
+    "Contrat à renouveler en mars.",
+    "Decision maker is the owner.",
+    "Compare avec un concurrent.",
+]
 
 
 def demo_exists() -> bool:
@@ -85,9 +195,15 @@ def _seed_companies(rng: random.Random, count: int, owners: list[User]) -> list[
         city, postcode = rng.choice(CITIES)
         slug = "".join(ch for ch in name.lower() if ch.isalnum())[:20]
         company = Company(
-            name=name, industry=rng.choice(INDUSTRIES), employees=rng.choice([3, 8, 15, 40, 120, 250]),
-            city=city, postcode=postcode, country="France", website=f"https://{slug}.example",
-            stage=rng.choice(["lead", "prospect", "customer", "customer"]), owner=rng.choice(owners),
+            name=name,
+            industry=rng.choice(INDUSTRIES),
+            employees=rng.choice([3, 8, 15, 40, 120, 250]),
+            city=city,
+            postcode=postcode,
+            country="France",
+            website=f"https://{slug}.example",
+            stage=rng.choice(["lead", "prospect", "customer", "customer"]),
+            owner=rng.choice(owners),
         )
         db.session.add(company)
         rows.append(company)
@@ -99,17 +215,27 @@ def _seed_contacts(rng, count, companies, owners, users) -> None:
     for index in range(count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         company = rng.choice(companies) if rng.random() < 0.85 else None
-        email_name = "".join(ch for ch in f"{first}.{last}".lower() if ch.isascii() and (ch.isalnum() or ch == "."))
+        email_name = "".join(
+            ch for ch in f"{first}.{last}".lower() if ch.isascii() and (ch.isalnum() or ch == ".")
+        )
         contact = Contact(
-            first_name=first, last_name=last, title=rng.choice(TITLES),
+            first_name=first,
+            last_name=last,
+            title=rng.choice(TITLES),
             email=f"{email_name}{index}@example.com",
             phone=f"+33 6 {rng.randint(10, 99)} {rng.randint(10, 99)} {rng.randint(10, 99)} {index % 100:02d}",
-            company=company, owner=rng.choice(owners), stage=rng.choice(["lead", "lead", "prospect", "customer", "former"]),
+            company=company,
+            owner=rng.choice(owners),
+            stage=rng.choice(["lead", "lead", "prospect", "customer", "former"]),
             source=rng.choice(["website", "trade fair", "referral", "cold call"]),
             created_at=now - timedelta(days=rng.randint(30, 400)),
         )
         if company:
-            contact.city, contact.postcode, contact.country = company.city, company.postcode, "France"
+            contact.city, contact.postcode, contact.country = (
+                company.city,
+                company.postcode,
+                "France",
+            )
         db.session.add(contact)
         set_tags(contact, rng.sample(TAGS, rng.choice([0, 0, 1, 2])))
         last_touch = contact.created_at
@@ -117,11 +243,20 @@ def _seed_contacts(rng, count, companies, owners, users) -> None:
             when = now - timedelta(days=rng.randint(0, 120), hours=rng.randint(0, 10))
             kind = rng.choice(["call", "call", "note", "meeting", "email"])
             body = rng.choice(CALL_NOTES if kind in ("call", "meeting") else NOTES)
-            db.session.add(Activity(
-                kind=kind, contact=contact, company=company, author=rng.choice(users[:7]), occurred_at=when,
-                body=body, outcome=rng.choice(["reached", "voicemail", "no_answer"]) if kind == "call" else None,
-                subject="Follow-up" if kind in ("email", "meeting") else None,
-            ))
+            db.session.add(
+                Activity(
+                    kind=kind,
+                    contact=contact,
+                    company=company,
+                    author=rng.choice(users[:7]),
+                    occurred_at=when,
+                    body=body,
+                    outcome=rng.choice(["reached", "voicemail", "no_answer"])
+                    if kind == "call"
+                    else None,
+                    subject="Follow-up" if kind in ("email", "meeting") else None,
+                )
+            )
             last_touch = max(last_touch, when)
         contact.last_activity_at = last_touch
         if index % 100 == 99:

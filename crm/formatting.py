@@ -15,7 +15,7 @@ def date_medium(value) -> str:
 
 
 def ago(value: datetime | None) -> str:
-    """"3 days ago" for recent moments, the date for older ones."""
+    """ "3 days ago" for recent moments, the date for older ones."""
     if not value:
         return ""
     delta = datetime.now(UTC) - value

@@ -130,5 +130,3 @@ def is_visible(user: User, record) -> bool:
         return True
     query = SCOPES[model](user).where(model.id == record.id).with_only_columns(model.id)
     return db.session.scalar(query) is not None
-
-

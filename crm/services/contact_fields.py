@@ -11,7 +11,9 @@ OWNER_ROLES = ("admin", "manager", "sales", "support")
 
 
 def possible_owners() -> list[User]:
-    query = select(User).where(User.active.is_(True), User.role.in_(OWNER_ROLES)).order_by(User.name)
+    query = (
+        select(User).where(User.active.is_(True), User.role.in_(OWNER_ROLES)).order_by(User.name)
+    )
     return list(db.session.scalars(query))
 
 

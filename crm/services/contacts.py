@@ -24,7 +24,10 @@ SORTS = {
         lambda c: c.company.name_key if c.company else "",
     ),
     "stage": (keyset.SortKey(_STAGE_ORDER, "int"), lambda c: STAGES.index(c.stage)),
-    "activity": (keyset.SortKey(Contact.last_activity_at, "datetime"), lambda c: c.last_activity_at),
+    "activity": (
+        keyset.SortKey(Contact.last_activity_at, "datetime"),
+        lambda c: c.last_activity_at,
+    ),
     "created": (keyset.SortKey(Contact.created_at, "datetime"), lambda c: c.created_at),
 }
 DEFAULT_SORT = "name"
@@ -77,7 +80,9 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
     query = (
         visible_contacts(user)
         .outerjoin(Contact.company)
-        .options(contains_eager(Contact.company), selectinload(Contact.owner), selectinload(Contact.tags))
+        .options(
+            contains_eager(Contact.company), selectinload(Contact.owner), selectinload(Contact.tags)
+        )
     )
     query = query.where(*search_condition(Contact.search_text, filters.q))
     if filters.stage:
@@ -99,7 +104,9 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
     return ContactPage(contacts, next_cursor, filters)
 
 
-def find_duplicates(email: str | None, phone: str | None, exclude_id: int | None = None) -> list[Contact]:
+def find_duplicates(
+    email: str | None, phone: str | None, exclude_id: int | None = None
+) -> list[Contact]:
     """Contacts that already have this email address or phone number."""
     conditions = []
     if email_key(email):
@@ -151,7 +158,10 @@ def change_stage(actor: User, contact: Contact, stage: str) -> bool:
     if stage == contact.stage:
         return False
     record_activity(
-        actor, "system", contact=contact, data={"event": "stage", "from": contact.stage, "to": stage}
+        actor,
+        "system",
+        contact=contact,
+        data={"event": "stage", "from": contact.stage, "to": stage},
     )
     contact.stage = stage
     return True
@@ -170,13 +180,14 @@ def set_owner(actor: User, contact: Contact, owner: User | None) -> None:
         actor,
         "system",
         contact=contact,
-        data={"event": "owner", "from": contact.owner.name if contact.owner else None,
-              "to": owner.name if owner else None},
+        data={
+            "event": "owner",
+            "from": contact.owner.name if contact.owner else None,
+            "to": owner.name if owner else None,
+        },
     )
     contact.owner = owner
 
 
 def all_tags() -> list[str]:
     return list(db.session.scalars(select(Tag.name).order_by(Tag.name)))
-
-

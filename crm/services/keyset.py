@@ -42,7 +42,9 @@ def decode_cursor(cursor: str, kind: str):
         return None
 
 
-def paginate(query: Select, key: SortKey, id_column, descending: bool, cursor: str | None, size: int):
+def paginate(
+    query: Select, key: SortKey, id_column, descending: bool, cursor: str | None, size: int
+):
     """Apply order, cursor and limit; returns (rows, next_cursor or None).
 
     `query` must select the entity first; `key.expression` must be non-null.

@@ -9,7 +9,9 @@ MIN_LENGTH = 10
 
 def _hasher() -> PasswordHasher:
     config = current_app.config
-    return PasswordHasher(time_cost=config["ARGON2_TIME_COST"], memory_cost=config["ARGON2_MEMORY_COST"])
+    return PasswordHasher(
+        time_cost=config["ARGON2_TIME_COST"], memory_cost=config["ARGON2_MEMORY_COST"]
+    )
 
 
 def hash_password(password: str) -> str:

@@ -42,7 +42,9 @@ def record_activity(
     )
     db.session.add(activity)
     if contact is not None and kind != "system":
-        contact.last_activity_at = max(contact.last_activity_at or activity.occurred_at, activity.occurred_at)
+        contact.last_activity_at = max(
+            contact.last_activity_at or activity.occurred_at, activity.occurred_at
+        )
     return activity
 
 

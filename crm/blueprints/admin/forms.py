@@ -3,15 +3,16 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, SelectField, StringField
 from wtforms.validators import DataRequired, Email, Length
 
+from crm.form_helpers import STRIP, choices
 from crm.labels import ROLE_LABELS
 
 
 class InviteForm(FlaskForm):
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
-    email = EmailField(_l("Email"), validators=[DataRequired(), Email(), Length(max=254)])
-    role = SelectField(_l("Role"), choices=list(ROLE_LABELS.items()), default="sales")
+    email = EmailField(_l("Email"), filters=STRIP, validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField(_l("Role"), choices=choices(ROLE_LABELS.items()), default="sales")
     team = SelectField(_l("Team"), coerce=str)
 
 
 class RoleForm(FlaskForm):
-    role = SelectField(_l("Role"), choices=list(ROLE_LABELS.items()))
+    role = SelectField(_l("Role"), choices=choices(ROLE_LABELS.items()))

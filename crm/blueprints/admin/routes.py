@@ -7,6 +7,7 @@ from rq import Worker
 
 from crm import htmx as hx
 from crm.blueprints.admin.forms import InviteForm, RoleForm
+from crm.form_helpers import choices
 from crm.extensions import db
 from crm.labels import ROLE_LABELS
 from crm.models import Team, User
@@ -26,7 +27,9 @@ ACCOUNT_ERRORS = {
 
 def _invite_form(formdata=None) -> InviteForm:
     form = InviteForm(formdata=formdata)
-    form.team.choices = [("", _("No team"))] + [(str(t.id), t.name) for t in users.all_teams()]
+    form.team.choices = choices(
+        [("", _("No team"))] + [(str(t.id), t.name) for t in users.all_teams()]
+    )
     return form
 
 
@@ -55,8 +58,14 @@ def invite():
         else:
             db.session.commit()
             hx.toast(_("%(name)s invited. Send them the link shown.", name=user.name))
-            link = url_for("auth.accept_invitation", token=users.invitation_token(user), _external=True)
-            return hx.render("admin/users.html", {"users-panel": "panel"}, **_users_context(invitation=(user, link)))
+            link = url_for(
+                "auth.accept_invitation", token=users.invitation_token(user), _external=True
+            )
+            return hx.render(
+                "admin/users.html",
+                {"users-panel": "panel"},
+                **_users_context(invitation=(user, link)),
+            )
     return hx.render(
         "admin/users.html", {"users-panel": "panel"}, status=422, **_users_context(invite_form=form)
     )
@@ -71,7 +80,11 @@ def _answer(user: User, error: str | None = None, invitation=None):
     if not hx.is_htmx():
         return hx.location(url_for("admin.list_users"))
     return hx.render_fragment(
-        "admin/_user_row.html", "row", u=user, error=error, invitation=invitation,
+        "admin/_user_row.html",
+        "row",
+        u=user,
+        error=error,
+        invitation=invitation,
         status=422 if error else 200,
     )
 

@@ -4,10 +4,11 @@ from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
 from crm.services.passwords import MIN_LENGTH
+from crm.form_helpers import STRIP
 
 
 class LoginForm(FlaskForm):
-    email = EmailField(_l("Email"), validators=[DataRequired(), Email()])
+    email = EmailField(_l("Email"), filters=STRIP, validators=[DataRequired(), Email()])
     password = PasswordField(_l("Password"), validators=[DataRequired()])
     remember = BooleanField(_l("Keep me signed in on this device"))
 
@@ -17,7 +18,9 @@ class SetPasswordForm(FlaskForm):
         _l("New password"),
         validators=[
             DataRequired(),
-            Length(min=MIN_LENGTH, max=200, message=_l("At least %(min)d characters.", min=MIN_LENGTH)),
+            Length(
+                min=MIN_LENGTH, max=200, message=_l("At least %(min)d characters.", min=MIN_LENGTH)
+            ),
         ],
     )
     confirm = PasswordField(

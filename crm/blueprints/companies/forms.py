@@ -4,6 +4,7 @@ from wtforms import EmailField, IntegerField, SelectField, StringField, URLField
 from wtforms.validators import URL, DataRequired, Email, Length, NumberRange, Optional
 
 from crm.blueprints.contacts.forms import PHONE
+from crm.form_helpers import STRIP, choices
 from crm.labels import STAGE_LABELS
 
 
@@ -14,12 +15,14 @@ class CompanyQuickAddForm(FlaskForm):
 
 class CompanyForm(FlaskForm):
     name = StringField(_l("Name"), validators=[DataRequired(), Length(max=200)])
-    stage = SelectField(_l("Stage"), choices=list(STAGE_LABELS.items()))
+    stage = SelectField(_l("Stage"), choices=choices(STAGE_LABELS.items()))
     industry = StringField(_l("Industry"), validators=[Length(max=120)])
-    employees = IntegerField(_l("Employees"), validators=[Optional(), NumberRange(min=0, max=10_000_000)])
+    employees = IntegerField(
+        _l("Employees"), validators=[Optional(), NumberRange(min=0, max=10_000_000)]
+    )
     website = URLField(_l("Website"), validators=[Optional(), URL(), Length(max=300)])
     linkedin_url = URLField(_l("LinkedIn"), validators=[Optional(), URL(), Length(max=300)])
-    email = EmailField(_l("Email"), validators=[Optional(), Email(), Length(max=254)])
+    email = EmailField(_l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)])
     phone = StringField(_l("Phone"), validators=[Optional(), PHONE])
     street = StringField(_l("Street"), validators=[Length(max=200)])
     postcode = StringField(_l("Postcode"), validators=[Length(max=20)])

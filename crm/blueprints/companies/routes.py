@@ -21,7 +21,9 @@ LIST_PARTIALS = {"company-rows": "rows", "load-more": "rows"}
 
 
 def _list_context(filters: companies.CompanyFilters) -> dict:
-    rows, next_cursor = companies.list_companies(current_user, filters, current_app.config["PAGE_SIZE"])
+    rows, next_cursor = companies.list_companies(
+        current_user, filters, current_app.config["PAGE_SIZE"]
+    )
     return {"rows": rows, "next_cursor": next_cursor, "filters": filters}
 
 
@@ -30,7 +32,10 @@ def _list_context(filters: companies.CompanyFilters) -> dict:
 def index():
     filters = companies.CompanyFilters.from_args(request.args)
     return hx.render(
-        "companies/index.html", LIST_PARTIALS, form=CompanyQuickAddForm(formdata=None), **_list_context(filters)
+        "companies/index.html",
+        LIST_PARTIALS,
+        form=CompanyQuickAddForm(formdata=None),
+        **_list_context(filters),
     )
 
 
@@ -39,11 +44,15 @@ def index():
 def create():
     form = CompanyQuickAddForm()
     if form.validate_on_submit():
-        existing = db.session.scalars(select(Company).where(Company.name_key == fold(form.name.data))).first()
+        existing = db.session.scalars(
+            select(Company).where(Company.name_key == fold(form.name.data))
+        ).first()
         if existing:
             form.name.errors.append(_("This company already exists."))
         else:
-            company = Company(name=form.name.data.strip(), website=form.website.data or None, owner=current_user)
+            company = Company(
+                name=form.name.data.strip(), website=form.website.data or None, owner=current_user
+            )
             db.session.add(company)
             db.session.commit()
             hx.toast(_("%(name)s added.", name=company.name))
@@ -57,7 +66,9 @@ def create():
 
 def _detail_context(company: Company, **extra) -> dict:
     contacts = list(
-        db.session.scalars(select(Contact).where(Contact.company_id == company.id).order_by(Contact.sort_name))
+        db.session.scalars(
+            select(Contact).where(Contact.company_id == company.id).order_by(Contact.sort_name)
+        )
     )
     context = {
         "company": company,
@@ -83,7 +94,9 @@ def edit(company_id: int):
     company = get_or_404_for(current_user, Company, company_id)
     form = CompanyForm(obj=company, formdata=None)
     return hx.render(
-        "companies/detail.html", {"company-details": "details"}, **_detail_context(company, editing_form=form)
+        "companies/detail.html",
+        {"company-details": "details"},
+        **_detail_context(company, editing_form=form),
     )
 
 
@@ -94,23 +107,38 @@ def update(company_id: int):
     form = CompanyForm()
     if form.validate_on_submit():
         clash = db.session.scalars(
-            select(Company).where(Company.name_key == fold(form.name.data), Company.id != company.id)
+            select(Company).where(
+                Company.name_key == fold(form.name.data), Company.id != company.id
+            )
         ).first()
         if clash:
             form.name.errors.append(_("Another company already has this name."))
         else:
             form.populate_obj(company)
-            for name in ("industry", "website", "linkedin_url", "email", "phone", "street", "postcode",
-                         "city", "country"):
+            for name in (
+                "industry",
+                "website",
+                "linkedin_url",
+                "email",
+                "phone",
+                "street",
+                "postcode",
+                "city",
+                "country",
+            ):
                 setattr(company, name, (getattr(company, name) or "").strip() or None)
             _refresh_contact_search(company)
             db.session.commit()
             hx.toast(_("Company saved."))
             if not hx.is_htmx():
                 return hx.location(url_for("companies.detail", company_id=company.id))
-            return hx.render_fragment("companies/detail.html", "details", **_detail_context(company))
+            return hx.render_fragment(
+                "companies/detail.html", "details", **_detail_context(company)
+            )
     return hx.render(
-        "companies/detail.html", {"company-details": "details"}, status=422,
+        "companies/detail.html",
+        {"company-details": "details"},
+        status=422,
         **_detail_context(company, editing_form=form),
     )
 

@@ -2,9 +2,18 @@ from functools import cache
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, RadioField, SelectField, StringField, TextAreaField, URLField
+from wtforms import (
+    EmailField,
+    HiddenField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    URLField,
+)
 from wtforms.validators import URL, DataRequired, Email, Length, Optional, Regexp
 
+from crm.form_helpers import STRIP, choices
 from crm.labels import CALL_OUTCOME_LABELS
 
 PHONE = Regexp(r"^[0-9+().\s/-]{4,40}$", message=_l("Digits, spaces and + ( ) - . / only."))
@@ -15,7 +24,7 @@ class QuickAddForm(FlaskForm):
 
     first_name = StringField(_l("First name"), validators=[Length(max=100)])
     last_name = StringField(_l("Last name"), validators=[Length(max=100)])
-    email = EmailField(_l("Email"), validators=[Optional(), Email(), Length(max=254)])
+    email = EmailField(_l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)])
     phone = StringField(_l("Phone"), validators=[Optional(), PHONE])
     company = StringField(_l("Company"), validators=[Length(max=200)])
     confirm_duplicate = HiddenField()
@@ -32,9 +41,9 @@ class QuickAddForm(FlaskForm):
 
 
 class ActivityForm(FlaskForm):
-    kind = RadioField(choices=[("call", _l("Call")), ("note", _l("Note"))], default="call")
+    kind = RadioField(choices=choices([("call", _l("Call")), ("note", _l("Note"))]), default="call")
     outcome = SelectField(
-        _l("Outcome"), choices=list(CALL_OUTCOME_LABELS.items()), validators=[Optional()]
+        _l("Outcome"), choices=choices(CALL_OUTCOME_LABELS.items()), validators=[Optional()]
     )
     body = TextAreaField(_l("What was said"), validators=[Length(max=20000)])
 
@@ -51,7 +60,7 @@ CONTACT_FIELDS = {
     "first_name": (_l("First name"), lambda: StringField(validators=[Length(max=100)])),
     "last_name": (_l("Last name"), lambda: StringField(validators=[Length(max=100)])),
     "title": (_l("Job title"), lambda: StringField(validators=[Length(max=120)])),
-    "email": (_l("Email"), lambda: EmailField(validators=[Optional(), Email(), Length(max=254)])),
+    "email": (_l("Email"), lambda: EmailField(filters=STRIP, validators=[Optional(), Email(), Length(max=254)])),
     "phone": (_l("Phone"), lambda: StringField(validators=[Optional(), PHONE])),
     "company": (_l("Company"), lambda: StringField(validators=[Length(max=200)])),
     "owner": (_l("Owner"), lambda: SelectField(coerce=str, validate_choice=True)),
@@ -65,7 +74,10 @@ CONTACT_FIELDS = {
         _l("LinkedIn"),
         lambda: URLField(validators=[Optional(), URL(), Length(max=300)]),
     ),
-    "twitter_url": (_l("X / Twitter"), lambda: URLField(validators=[Optional(), URL(), Length(max=300)])),
+    "twitter_url": (
+        _l("X / Twitter"),
+        lambda: URLField(validators=[Optional(), URL(), Length(max=300)]),
+    ),
 }
 
 

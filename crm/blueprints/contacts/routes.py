@@ -5,12 +5,18 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from crm import htmx as hx
-from crm.blueprints.contacts.forms import CONTACT_FIELDS, ActivityForm, QuickAddForm, field_form_class
+from crm.blueprints.contacts.forms import (
+    CONTACT_FIELDS,
+    ActivityForm,
+    QuickAddForm,
+    field_form_class,
+)
+from crm.form_helpers import choices
 from crm.extensions import db
 from crm.labels import STAGE_LABELS
 from crm.models import Contact
 from crm.models.contacts import STAGES
-from crm.permissions import can, get_or_404_for, has_permission, requires
+from crm.permissions import get_or_404_for, has_permission, requires
 from crm.services import contact_fields, contacts
 from crm.services.timeline import contact_timeline, record_activity
 
@@ -62,15 +68,23 @@ def create():
             # On a company page the next contact is likely from the same company.
             keep = {"company": form.company.data} if request.form.get("keep_company") else {}
             return hx.render_fragment(
-                "contacts/index.html", "quick_add", "new_row",
-                form=QuickAddForm(formdata=None, data=keep), contact=contact,
+                "contacts/index.html",
+                "quick_add",
+                "new_row",
+                form=QuickAddForm(formdata=None, data=keep),
+                contact=contact,
             )
     if not hx.is_htmx():
         return hx.render(
-            "contacts/index.html", form=form, duplicates=duplicates,
-            status=422, **_list_context(contacts.ContactFilters()),
+            "contacts/index.html",
+            form=form,
+            duplicates=duplicates,
+            status=422,
+            **_list_context(contacts.ContactFilters()),
         )
-    return hx.render_fragment("contacts/index.html", "quick_add", form=form, duplicates=duplicates, status=422)
+    return hx.render_fragment(
+        "contacts/index.html", "quick_add", form=form, duplicates=duplicates, status=422
+    )
 
 
 def _detail_context(contact: Contact, **extra) -> dict:
@@ -104,21 +118,27 @@ def _editable(name: str, contact: Contact) -> None:
 def _field_form(name: str, contact: Contact, formdata=None):
     form = field_form_class(name)(formdata=formdata)
     if name == "owner":
-        form.value.choices = [("", _("Nobody"))] + [
-            (str(u.id), u.name) for u in contact_fields.possible_owners()
-        ]
+        form.value.choices = choices(
+            [("", _("Nobody"))] + [(str(u.id), u.name) for u in contact_fields.possible_owners()]
+        )
     if formdata is None:
         form.value.data = contact_fields.current_value(contact, name)
     return form
 
 
 def _render_field(contact: Contact, name: str, form=None, status: int = 200, warning=None):
-    context = {"contact": contact, "name": name, "label": CONTACT_FIELDS[name][0], "form": form,
-              "warning": warning}
+    context = {
+        "contact": contact,
+        "name": name,
+        "label": CONTACT_FIELDS[name][0],
+        "form": form,
+        "warning": warning,
+    }
     if hx.is_partial():
         return hx.render_fragment("contacts/_field.html", "field", status=status, **context)
     return hx.render(
-        "contacts/detail.html", status=status,
+        "contacts/detail.html",
+        status=status,
         **_detail_context(contact, editing=name, editing_form=form),
     )
 
@@ -199,7 +219,9 @@ def log_activity(contact_id: int):
     form = ActivityForm()
     if not form.validate_on_submit():
         return hx.render(
-            "contacts/detail.html", {"composer": "composer"}, status=422,
+            "contacts/detail.html",
+            {"composer": "composer"},
+            status=422,
             **_detail_context(contact, activity_form=form),
         )
     kind = form.kind.data
@@ -217,7 +239,10 @@ def log_activity(contact_id: int):
     fresh = ActivityForm(formdata=None)
     fresh.kind.data = kind
     return hx.render_fragment(
-        "contacts/detail.html", "composer", "timeline_refresh", **_detail_context(contact, activity_form=fresh)
+        "contacts/detail.html",
+        "composer",
+        "timeline_refresh",
+        **_detail_context(contact, activity_form=fresh),
     )
 
 
@@ -230,5 +255,3 @@ def delete(contact_id: int):
     db.session.commit()
     hx.toast(_("%(name)s deleted.", name=name))
     return hx.location(url_for("contacts.index"))
-
-

@@ -3,17 +3,18 @@ from flask_wtf import FlaskForm
 from wtforms import SelectField
 from wtforms.validators import InputRequired
 
+from crm.form_helpers import choices
 from crm.i18n import timezone_choices
 
 
 class SettingsForm(FlaskForm):
     locale = SelectField(
         _l("Language"),
-        choices=[("", _l("As my browser")), ("en", "English"), ("fr", "Français")],
+        choices=choices([("", _l("As my browser")), ("en", "English"), ("fr", "Français")]),
         validate_choice=True,
     )
     timezone = SelectField(_l("Time zone"), validators=[InputRequired()])
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.timezone.choices = [(tz, tz.replace("_", " ")) for tz in timezone_choices()]
+        self.timezone.choices = choices((tz, tz.replace("_", " ")) for tz in timezone_choices())

@@ -4,7 +4,6 @@ from flask import Blueprint, request
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user
-from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from crm import htmx as hx
@@ -80,5 +79,3 @@ for _area, _permission in (
     ("reports", "reports.view"),
 ):
     bp.add_url_rule(f"/{_area}", _area, _coming_soon(_area, _permission))
-
-

@@ -1,0 +1,132 @@
+"""Browser tests: Playwright driving Debian's Chromium against the app on a live server.
+
+The server is werkzeug in a thread, on a free port of 127.0.0.1, serving the
+CSRF-protected app (`csrf_app`) on the same database as the test. Rows the test
+commits are visible to the server at once; `_clean_state` empties everything
+after each test. See ../../../shared/recipes/browser-tests.md.
+
+Every task is counted in clicks: the tests click through `Clicks.click()`, and
+`Clicks.task(name, budget)` asserts the budget and records the count, which is
+printed at the end of the run ("clicks per task").
+"""
+
+import logging
+import threading
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+from werkzeug.serving import make_server
+
+from crm.extensions import db
+from tests import factories
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Every hostname except loopback gets NXDOMAIN inside Chromium: no DNS, no outbound traffic.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+]
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+
+# task -> (clicks measured, budget), filled by Clicks.task() and printed at the end.
+MEASURED: dict[str, tuple[int, int]] = {}
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": ARGS}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    return {**browser_context_args, "viewport": DESKTOP, "locale": "en-US"}
+
+
+@pytest.fixture(scope="session")
+def live_server(csrf_app):
+    """The real app over HTTP; port 0 lets the system pick a free port."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = make_server("127.0.0.1", 0, csrf_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="session")
+def base_url(live_server):
+    """pytest-playwright resolves page.goto("/contacts") against this."""
+    return live_server
+
+
+@pytest.fixture(autouse=True)
+def _expect_timeout():
+    expect.set_options(timeout=5_000)
+
+
+@pytest.fixture
+def page(page: Page) -> Page:
+    page.set_default_timeout(5_000)
+    return page
+
+
+class Clicks:
+    """Counts the clicks a user makes; typing and key presses are not clicks."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def click(self, locator: Locator, **options) -> None:
+        locator.click(**options)
+        self.count += 1
+
+    @contextmanager
+    def task(self, name: str, budget: int):
+        start = self.count
+        yield self
+        used = self.count - start
+        MEASURED[name] = (used, budget)
+        assert used <= budget, f"{name}: {used} clicks, budget {budget}"
+
+
+@pytest.fixture
+def clicks() -> Clicks:
+    return Clicks()
+
+
+@pytest.fixture
+def seed(app, ctx):
+    """The database session of the test: create rows with tests.factories, then commit."""
+    return db.session
+
+
+@pytest.fixture
+def sales_user(seed):
+    user = factories.make_user(role="sales", name="Sarah Connor", email="sarah@example.com")
+    seed.commit()
+    return user
+
+
+def sign_in(page: Page, clicks: Clicks, email: str, password: str = factories.PASSWORD) -> None:
+    """Through the login form, as a user does: type, type, click Sign in."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)  # the email field has autofocus
+    page.get_by_label("Password").fill(password)
+    clicks.click(page.get_by_role("button", name="Sign in"))
+    expect(page.locator("header.topbar")).to_be_visible()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not MEASURED:
+        return
+    terminalreporter.section("clicks per task")
+    for name, (used, budget) in MEASURED.items():
+        terminalreporter.write_line(f"{used} / {budget}  {name}")

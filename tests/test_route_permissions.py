@@ -1,0 +1,94 @@
+"""Every route declares who may use it, and every role gets exactly that.
+
+A new route without @requires or @public fails the first test; the matrix walks
+every route with every role and checks allowed versus forbidden.
+"""
+
+import pytest
+
+from crm.extensions import db
+from crm.models.users import ROLES
+from crm.permissions import POLICY, PUBLIC
+from tests.factories import make_company, make_contact, make_user
+
+SKIP_ENDPOINTS = {"static"}
+
+
+# Walked last: they end the session the walk runs in.
+SESSION_ENDING = {"auth.logout", "auth.logout_everywhere"}
+
+
+def _rules(app):
+    rules = [rule for rule in app.url_map.iter_rules() if rule.endpoint not in SKIP_ENDPOINTS]
+    return sorted(rules, key=lambda rule: (rule.endpoint in SESSION_ENDING, rule.rule))
+
+
+def test_every_route_declares_a_permission(app):
+    missing = [
+        rule.rule
+        for rule in _rules(app)
+        if getattr(app.view_functions[rule.endpoint], "permission", None) is None
+    ]
+    assert missing == [], f"routes without @requires or @public: {missing}"
+
+
+def test_declared_permissions_exist(app):
+    for rule in _rules(app):
+        permission = app.view_functions[rule.endpoint].permission
+        assert permission == PUBLIC or permission in POLICY, rule.rule
+
+
+def _url(rule, ids) -> str:
+    values = {
+        "contact_id": ids["contact"],
+        "company_id": ids["company"],
+        "user_id": ids["user"],
+        "name": "phone",
+        "token": "not-a-token",
+    }
+    path = rule.rule
+    for arg in rule.arguments:
+        path = path.replace(f"<int:{arg}>", str(values[arg])).replace(f"<{arg}>", str(values[arg]))
+    return path
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_route_role_matrix(app, as_role, role):
+    client, user = as_role(role)
+    ids = {
+        "contact": make_contact().id,
+        "company": make_company().id,
+        "user": make_user(role="sales").id,
+    }
+    db.session.commit()
+    checked = 0
+    for rule in _rules(app):
+        permission = app.view_functions[rule.endpoint].permission
+        if permission == PUBLIC:
+            continue
+        allowed = role in POLICY[permission]
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            response = client.open(_url(rule, ids), method=method, data={})
+            checked += 1
+            if allowed:
+                assert response.status_code != 403, f"{role} refused {method} {rule.rule}"
+                assert response.status_code < 500, (
+                    f"{role} {method} {rule.rule}: {response.status_code}"
+                )
+            else:
+                assert response.status_code == 403, (
+                    f"{role} got {response.status_code} on {method} {rule.rule}, expected 403"
+                )
+    assert checked > 20
+
+
+@pytest.mark.parametrize("path", ["/", "/contacts", "/contacts/1", "/admin/users", "/settings"])
+def test_anonymous_is_sent_to_login(client, path):
+    response = client.get(path)
+    assert response.status_code == 303
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_anonymous_htmx_request_gets_a_full_reload_to_login(client):
+    response = client.get("/contacts", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
+    assert response.headers["HX-Redirect"].startswith("/login?next=")
