@@ -103,5 +103,8 @@ def error_response(status: int, message: str) -> Response:
     response = make_response(body, status)
     response.headers["HX-Retarget"] = "#toasts"
     response.headers["HX-Reswap"] = "beforeend"
+    # A boosted link pushes its URL even when the answer goes elsewhere: keep the address bar
+    # on the page still shown, or a reload would open the error page.
+    response.headers["HX-Push-Url"] = "false"
     current_app.logger.debug("htmx error %s: %s", status, message)
     return response

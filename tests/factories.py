@@ -37,7 +37,7 @@ def make_company(name: str | None = None, **fields) -> Company:
 def make_contact(first_name: str = "Jean", last_name: str | None = None, **fields) -> Contact:
     n = next(_seq)
     fields.setdefault("email", f"contact{n}@example.com")
-    contact = Contact(first_name=first_name, last_name=last_name or f"Durand{n}", **fields)
+    contact = Contact(first_name=first_name, last_name=f"Durand{n}" if last_name is None else last_name, **fields)
     db.session.add(contact)
     db.session.flush()
     return contact

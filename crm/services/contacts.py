@@ -39,6 +39,7 @@ class ContactFilters:
     stage: str = ""
     owner: str = ""  # "", "me", "none" or a user id
     tag: str = ""
+    company: int | None = None
     sort: str = DEFAULT_SORT  # a key of SORTS, "-" in front for descending
     cursor: str | None = None
 
@@ -53,20 +54,22 @@ class ContactFilters:
             stage=stage if stage in STAGES else "",
             owner=args.get("owner", ""),
             tag=args.get("tag", "").strip()[:60],
+            company=args.get("company", type=int),
             sort=sort,
             cursor=args.get("cursor") or None,
         )
 
     def as_args(self, **changes) -> dict:
         """Query-string arguments for a link that keeps these filters."""
-        values = {"q": self.q, "stage": self.stage, "owner": self.owner, "tag": self.tag}
+        values = {"q": self.q, "stage": self.stage, "owner": self.owner, "tag": self.tag,
+                  "company": self.company}
         values["sort"] = self.sort if self.sort != DEFAULT_SORT else ""
         values.update(changes)
         return {k: v for k, v in values.items() if v}
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.stage or self.owner or self.tag)
+        return bool(self.q or self.stage or self.owner or self.tag or self.company)
 
 
 @dataclass
@@ -95,6 +98,8 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
         query = query.where(Contact.owner_id == int(filters.owner))
     if filters.tag:
         query = query.where(Contact.tags.any(Tag.name == filters.tag))
+    if filters.company:
+        query = query.where(Contact.company_id == filters.company)
 
     key, sort_value = SORTS[filters.sort.lstrip("-")]
     descending = filters.sort.startswith("-")

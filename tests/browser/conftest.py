@@ -115,6 +115,23 @@ def sales_user(seed):
     return user
 
 
+@pytest.fixture
+def signed_in(csrf_app, base_url):
+    """signed_in(page, user): start the browser signed in, without the login form.
+
+    The form itself is walked by the tests of the login task; the others start from
+    the session cookie Flask-Login would have set.
+    """
+
+    def _sign_in(page: Page, user) -> None:
+        serializer = csrf_app.session_interface.get_signing_serializer(csrf_app)
+        value = serializer.dumps({"_user_id": user.session_token, "_fresh": True})
+        name = csrf_app.config["SESSION_COOKIE_NAME"]
+        page.context.add_cookies([{"name": name, "value": value, "url": base_url}])
+
+    return _sign_in
+
+
 def sign_in(page: Page, clicks: Clicks, email: str, password: str = factories.PASSWORD) -> None:
     """Through the login form, as a user does: type, type, click Sign in."""
     page.goto("/login")

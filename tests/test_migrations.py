@@ -1,0 +1,15 @@
+"""The models and the migrations agree: `flask db check` stays clean."""
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from crm import _migrated_object
+from crm.extensions import db
+
+
+def test_migrations_match_the_models(ctx):
+    with db.engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": _migrated_object}
+        )
+        assert compare_metadata(context, db.metadata) == []

@@ -1,0 +1,47 @@
+"""N+1 guard: list and record pages run a bounded number of SQL statements,
+whether the database holds 10 contacts or 1,010."""
+
+from crm.extensions import db
+from crm.models import Activity, Company, Contact
+from crm.models.types import utcnow
+from tests.factories import make_user
+
+LIMIT = 10
+
+
+def _add_contacts(count: int, owners, tag_every: int = 3) -> None:
+    from crm.models import Tag
+
+    tag = db.session.scalars(db.select(Tag)).first() or Tag(name="vip")
+    now = utcnow()
+    company = db.session.scalars(db.select(Company)).first() or Company(name="Co")
+    db.session.add(company)
+    for i in range(count):
+        contact = Contact(first_name=f"F{i}", last_name=f"L{i}", email=f"c{count}-{i}@example.com",
+                          company=company if i % 2 else None, owner=owners[i % len(owners)])
+        if i % tag_every == 0:
+            contact.tags.append(tag)
+        db.session.add(contact)
+        db.session.add(Activity(kind="note", contact=contact, body="n", occurred_at=now))
+    db.session.commit()
+
+
+def _queries(client, url: str) -> int:
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return int(response.headers["X-SQL-Queries"])
+
+
+def test_pages_run_a_bounded_number_of_queries(as_role):
+    client, me = as_role("sales")
+    owners = [me, make_user(), make_user()]
+    _add_contacts(10, owners)
+    first = db.session.scalars(db.select(Contact).order_by(Contact.id)).first()
+    company = db.session.scalars(db.select(Company)).first()
+    urls = ["/contacts", "/contacts?q=f1", "/contacts?sort=-activity&stage=lead", f"/contacts/{first.id}",
+            "/companies", f"/companies/{company.id}", "/search?q=f", "/"]
+    small = {url: _queries(client, url) for url in urls}
+    _add_contacts(1000, owners)
+    large = {url: _queries(client, url) for url in urls}
+    assert large == small
+    assert max(large.values()) <= LIMIT, large
