@@ -4,7 +4,6 @@ import re
 
 from crm.models.search_keys import fold
 
-
 _PHONE_LIKE = re.compile(r"^[0-9+().\s/-]+$")
 
 

@@ -7,8 +7,8 @@ from rq import Worker
 
 from crm import htmx as hx
 from crm.blueprints.admin.forms import InviteForm, RoleForm
-from crm.form_helpers import choices
 from crm.extensions import db
+from crm.form_helpers import choices
 from crm.labels import ROLE_LABELS
 from crm.models import Team, User
 from crm.permissions import requires

@@ -3,8 +3,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length
 
-from crm.services.passwords import MIN_LENGTH
 from crm.form_helpers import STRIP
+from crm.services.passwords import MIN_LENGTH
 
 
 class LoginForm(FlaskForm):

@@ -11,8 +11,8 @@ from crm.blueprints.contacts.forms import (
     QuickAddForm,
     field_form_class,
 )
-from crm.form_helpers import choices
 from crm.extensions import db
+from crm.form_helpers import choices
 from crm.labels import STAGE_LABELS
 from crm.models import Contact
 from crm.models.contacts import STAGES
