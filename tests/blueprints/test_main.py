@@ -1,0 +1,81 @@
+"""Start page, personal settings, areas still to come."""
+
+from crm.extensions import db
+from crm.models import User
+from tests.conftest import htmx_headers
+from tests.factories import make_contact
+
+
+def test_start_page_shows_my_leads(as_role):
+    client, me = as_role("sales")
+    make_contact("Mine", "Lead", owner=me, stage="lead")
+    make_contact("Theirs", "Lead", stage="lead")
+    db.session.commit()
+    page = client.get("/").text
+    assert "Mine Lead" in page and "Theirs Lead" not in page
+
+
+def test_technician_start_page_has_no_address_book(as_role):
+    client, _ = as_role("technician")
+    page = client.get("/").text
+    assert 'href="/contacts"' not in page
+    assert 'href="/interventions"' in page
+
+
+def test_navigation_shows_only_what_the_role_may_open(as_role):
+    expectations = {
+        "admin": {"/contacts": True, "/deals": True, "/admin/users": True, "/reports": True},
+        "sales": {"/contacts": True, "/deals": True, "/admin/users": False, "/interventions": False},
+        "support": {"/contacts": True, "/deals": False, "/incidents": True, "/interventions": True},
+        "technician": {"/contacts": False, "/deals": False, "/interventions": True, "/agenda": True},
+    }
+    for role, links in expectations.items():
+        client, _ = as_role(role)
+        nav = client.get("/").text.split('<nav class="sidebar"')[1].split("</nav>")[0]
+        for href, shown in links.items():
+            assert (f'href="{href}"' in nav) is shown, (role, href)
+
+
+def test_settings_save_language_and_time_zone(as_role):
+    client, me = as_role("sales")
+    response = client.post("/settings", data={"locale": "fr", "timezone": "America/Montreal"})
+    assert response.status_code == 303
+    db.session.expire_all()
+    user = db.session.get(User, me.id)
+    assert (user.locale, user.timezone) == ("fr", "America/Montreal")
+    assert '<html lang="fr">' in client.get("/").text
+
+
+def test_settings_refuse_an_unknown_time_zone(as_role):
+    client, me = as_role("sales")
+    response = client.post("/settings", data={"locale": "en", "timezone": "Mars/Olympus"})
+    assert response.status_code == 422
+    db.session.expire_all()
+    assert db.session.get(User, me.id).timezone is None
+
+
+def test_times_are_shown_in_the_users_time_zone(as_role):
+    from datetime import UTC, datetime
+
+    from tests.factories import make_activity
+
+    client, me = as_role("sales", timezone="Asia/Tokyo", locale="en")
+    contact = make_contact()
+    make_activity(contact, "note", body="x", author=me, occurred_at=datetime(2020, 1, 15, 23, 30, tzinfo=UTC))
+    db.session.commit()
+    page = client.get(f"/contacts/{contact.id}").text
+    assert "1/16/20, 8:30" in page  # 23:30 UTC is 08:30 the next day in Tokyo
+
+
+def test_coming_soon_areas_say_so(as_role):
+    client, _ = as_role("manager")
+    for path in ("/deals", "/agenda", "/incidents", "/interventions", "/reports"):
+        assert "Coming soon" in client.get(path).text
+
+
+def test_forbidden_under_htmx_is_a_clear_toast_not_a_blank_swap(as_role):
+    client, _ = as_role("sales")
+    response = client.get("/admin/users", headers=htmx_headers("main#main"))
+    assert response.status_code == 403
+    assert response.headers["HX-Retarget"] == "#toasts"
+    assert "You do not have access to this." in response.text
