@@ -27,7 +27,21 @@ class Tag(db.Model):
     name: Mapped[str] = mapped_column(String(60), unique=True)
 
 
-class Company(db.Model):
+class PostalAddress:
+    """Where to send a letter or a technician."""
+
+    street: Mapped[str | None] = mapped_column(String(200))
+    postcode: Mapped[str | None] = mapped_column(String(20))
+    city: Mapped[str | None] = mapped_column(String(120))
+    country: Mapped[str | None] = mapped_column(String(80))
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Company(PostalAddress, Timestamps, db.Model):
     __table_args__ = (CheckConstraint(f"stage IN {STAGES!r}", name="stage"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -40,13 +54,7 @@ class Company(db.Model):
     linkedin_url: Mapped[str | None] = mapped_column(String(300))
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
-    street: Mapped[str | None] = mapped_column(String(200))
-    postcode: Mapped[str | None] = mapped_column(String(20))
-    city: Mapped[str | None] = mapped_column(String(120))
-    country: Mapped[str | None] = mapped_column(String(80))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     owner: Mapped[User | None] = relationship()
     contacts: Mapped[list["Contact"]] = relationship(
@@ -57,7 +65,7 @@ class Company(db.Model):
         return self.name
 
 
-class Contact(db.Model):
+class Contact(PostalAddress, Timestamps, db.Model):
     __table_args__ = (
         CheckConstraint(f"stage IN {STAGES!r}", name="stage"),
         # Keyset pagination walks these (sort value, id) pairs.
@@ -79,14 +87,8 @@ class Contact(db.Model):
         ForeignKey("company.id", ondelete="SET NULL"), index=True
     )
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
-    street: Mapped[str | None] = mapped_column(String(200))
-    postcode: Mapped[str | None] = mapped_column(String(20))
-    city: Mapped[str | None] = mapped_column(String(120))
-    country: Mapped[str | None] = mapped_column(String(80))
     linkedin_url: Mapped[str | None] = mapped_column(String(300))
     twitter_url: Mapped[str | None] = mapped_column(String(300))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     # Derived keys, kept in step by the listener below.
