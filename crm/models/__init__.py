@@ -2,6 +2,22 @@
 
 from crm.models.activities import Activity
 from crm.models.contacts import Company, Contact, Tag, contact_tag
+from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
 from crm.models.users import Team, User
 
-__all__ = ["Activity", "Company", "Contact", "Tag", "Team", "User", "contact_tag"]
+__all__ = [
+    "Activity",
+    "Company",
+    "Contact",
+    "Deal",
+    "DealLine",
+    "DealStageHistory",
+    "Pipeline",
+    "Product",
+    "Quota",
+    "Stage",
+    "Tag",
+    "Team",
+    "User",
+    "contact_tag",
+]

@@ -37,7 +37,11 @@ class Activity(db.Model):
     # Set from the contact's company at the time of the exchange, so the company
     # timeline is one indexed query and keeps what happened while they worked there.
     company_id: Mapped[int | None] = mapped_column(ForeignKey("company.id", ondelete="CASCADE"))
+    deal_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deal.id", ondelete="CASCADE"), index=True
+    )
 
     author: Mapped[User | None] = relationship()
     contact: Mapped[Contact | None] = relationship()
     company: Mapped[Company | None] = relationship()
+    deal: Mapped["Deal | None"] = relationship()  # noqa: F821  (crm.models.deals)
