@@ -2,6 +2,7 @@
 
 from zoneinfo import available_timezones
 
+from babel import negotiate_locale
 from flask import current_app, request
 from flask_login import current_user
 
@@ -11,7 +12,10 @@ DEFAULT_TIMEZONE = "Europe/Paris"
 def select_locale() -> str:
     if current_user and current_user.is_authenticated and current_user.locale:
         return current_user.locale
-    return request.accept_languages.best_match(current_app.config["LANGUAGES"]) or "en"
+    # The browser's order of preference decides, and "fr-CA" counts as "fr"
+    # (werkzeug's best_match would pick "fr" for "en-US,fr;q=0.8").
+    preferred = [language for language, _quality in request.accept_languages]
+    return negotiate_locale(preferred, current_app.config["LANGUAGES"], sep="-") or "en"
 
 
 def select_timezone() -> str:
