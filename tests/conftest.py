@@ -73,6 +73,11 @@ def app():
     with application.app_context():
         db.session.remove()
         db.engine.dispose()
+        if not BACKENDS.redis_server:
+            from crm.queues import redis_connection
+
+            # Stop the embedded server now: its files go with the folder below.
+            redis_connection().shutdown(nosave=True)
     if BACKENDS.postgres:
         _drop_pg_database()
     shutil.rmtree(_TMP, ignore_errors=True)

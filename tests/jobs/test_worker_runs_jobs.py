@@ -10,7 +10,9 @@ from crm.jobs.system import HEARTBEAT_KEY, heartbeat
 from worker import AppWorker, InProcessWorker, worker_connection
 
 
-@pytest.mark.parametrize("worker_class", [InProcessWorker, AppWorker], ids=["in-process", "forking"])
+@pytest.mark.parametrize(
+    "worker_class", [InProcessWorker, AppWorker], ids=["in-process", "forking"]
+)
 def test_worker_runs_heartbeat_in_an_app_context(app, worker_class):
     connection = worker_connection(app)
     queue = Queue("default", connection=connection)
