@@ -99,10 +99,13 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.auth.routes import bp as auth_bp
     from crm.blueprints.companies.routes import bp as companies_bp
     from crm.blueprints.contacts.routes import bp as contacts_bp
+    from crm.blueprints.deals import bp as deals_bp
     from crm.blueprints.main.routes import bp as main_bp
+    from crm.blueprints.products.routes import bp as products_bp
     from crm.blueprints.search.routes import bp as search_bp
 
-    for blueprint in (main_bp, auth_bp, contacts_bp, companies_bp, search_bp, admin_bp):
+    blueprints = (main_bp, auth_bp, contacts_bp, companies_bp, deals_bp, products_bp, search_bp, admin_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
 

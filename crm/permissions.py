@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import Select, false, select
 
 from crm.extensions import db, login_manager
-from crm.models import Activity, Company, Contact, User
+from crm.models import Activity, Company, Contact, Deal, User
 
 ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN = "admin", "manager", "sales", "support", "technician"
 EVERYONE = frozenset({ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN})
@@ -33,6 +33,14 @@ POLICY: dict[str, frozenset[str]] = {
     "contacts.delete": frozenset({ADMIN, MANAGER}),
     "activities.log": EVERYONE,
     "deals.view": frozenset({ADMIN, MANAGER, SALES}),
+    "deals.edit": frozenset({ADMIN, MANAGER, SALES}),
+    "deals.assign": frozenset({ADMIN, MANAGER}),
+    "deals.delete": frozenset({ADMIN, MANAGER}),
+    "forecast.view": frozenset({ADMIN, MANAGER, SALES}),
+    "quotas.manage": frozenset({ADMIN, MANAGER}),
+    "products.view": frozenset({ADMIN, MANAGER, SALES}),
+    "products.manage": frozenset({ADMIN, MANAGER}),
+    "pipelines.manage": frozenset({ADMIN}),
     "agenda.view": EVERYONE,
     "incidents.view": OFFICE,
     "interventions.view": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
@@ -102,6 +110,21 @@ def visible_companies(user: User) -> Select:
     return query
 
 
+def visible_deals(user: User) -> Select:
+    """Admins see every deal, managers their team's, reps their own; others none."""
+    query = select(Deal)
+    if user.role == ADMIN:
+        return query
+    if user.role == MANAGER:
+        team_members = select(User.id).where(User.team_id == user.team_id)
+        if user.team_id is None:
+            return query.where(Deal.owner_id == user.id)
+        return query.where((Deal.owner_id.in_(team_members)) | (Deal.owner_id.is_(None)))
+    if user.role == SALES:
+        return query.where(Deal.owner_id == user.id)
+    return query.where(false())
+
+
 def visible_activities(user: User) -> Select:
     query = select(Activity)
     if user.role == TECHNICIAN:
@@ -111,6 +134,7 @@ def visible_activities(user: User) -> Select:
 
 SCOPES = {
     Contact: visible_contacts,
+    Deal: visible_deals,
     Company: visible_companies,
     Activity: visible_activities,
 }

@@ -148,3 +148,6 @@ def system():
     workers = Worker.all(connection=connection)
     queues = [(name, queue(name).count) for name in QUEUE_NAMES]
     return hx.render("admin/system.html", workers=workers, queues=queues)
+
+
+from crm.blueprints.admin import pipelines  # noqa: E402,F401  (adds its routes to bp)

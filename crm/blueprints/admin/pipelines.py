@@ -1,0 +1,1 @@
+"""Administration of pipelines and their stages."""

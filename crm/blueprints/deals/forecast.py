@@ -1,0 +1,1 @@
+"""Forecasts against quotas, and the team's conversion."""

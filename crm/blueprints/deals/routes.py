@@ -1,0 +1,1 @@
+"""A deal's own page, quick-add, the list view."""
