@@ -48,3 +48,50 @@ def make_activity(contact: Contact, kind: str = "note", **fields) -> Activity:
     db.session.add(activity)
     db.session.flush()
     return activity
+
+
+def make_pipeline(name: str | None = None):
+    """A pipeline with the default stages (Prospection ... Won, Lost)."""
+    from crm.models.deals import Pipeline, Stage
+    from crm.services.deals import DEFAULT_PIPELINES
+
+    pipeline = Pipeline(name=name or f"Pipeline {next(_seq)}")
+    for index, (stage_name, probability, kind, milestone, stall_days) in enumerate(
+        DEFAULT_PIPELINES["New business"]
+    ):
+        pipeline.stages.append(Stage(name=stage_name, position=index, probability=probability, kind=kind,
+                                     milestone=milestone, stall_days=stall_days))
+    db.session.add(pipeline)
+    db.session.flush()
+    return pipeline
+
+
+def make_deal(pipeline=None, stage=None, owner=None, amount="1000", **fields):
+    from decimal import Decimal
+
+    from crm.models.deals import Deal, DealStageHistory
+
+    pipeline = pipeline or make_pipeline()
+    stage = stage or pipeline.stages[0]
+    fields.setdefault("title", f"Deal {next(_seq)}")
+    deal = Deal(pipeline=pipeline, stage=stage, owner=owner, amount=Decimal(amount), **fields)
+    deal.title_key = deal.title.lower()
+    db.session.add(deal)
+    db.session.add(DealStageHistory(deal=deal, to_stage=stage))
+    db.session.flush()
+    return deal
+
+
+def make_product(code: str | None = None, **fields):
+    from decimal import Decimal
+
+    from crm.models.deals import Product
+
+    n = next(_seq)
+    fields.setdefault("name", f"Product {n}")
+    fields.setdefault("unit_price", Decimal("100.00"))
+    product = Product(code=code or f"P-{n}", **fields)
+    product.name_key = product.name.lower()
+    db.session.add(product)
+    db.session.flush()
+    return product
