@@ -1,5 +1,7 @@
 """The CRM application factory."""
 
+from urllib.parse import urlsplit
+
 from flask import Flask, render_template, request
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
@@ -72,7 +74,10 @@ def _init_extensions(app: Flask) -> None:
     def unauthorized():
         from flask import url_for
 
-        return hx.full_reload(url_for("auth.login", next=request.full_path.rstrip("?")))
+        # Under htmx the request may be for a fragment: come back to the page the user was on.
+        current = urlsplit(request.headers.get("HX-Current-URL", "")) if hx.is_htmx() else None
+        here = (current.path + (f"?{current.query}" if current.query else "")) if current and current.path else None
+        return hx.full_reload(url_for("auth.login", next=here or request.full_path.rstrip("?")))
 
 
 def _migrated_object(obj, name, type_, reflected, compare_to) -> bool:

@@ -66,9 +66,18 @@ def toast(message: str, level: str = "success") -> None:
         flash(str(message), level)
 
 
+def _toast_on_next_page() -> None:
+    """A toast queued for a response that leaves the page would be lost with it (HX-Location
+    swaps the whole body, HX-Redirect loads a new page): flash it for the next page instead."""
+    event = g.get("hx_triggers", {}).pop("crm:toast", None)
+    if event:
+        flash(event["message"], event.get("level", "success"))
+
+
 def location(url: str, status: int = 303) -> Response:
     """Send the browser to `url`: a boosted htmx navigation, or a plain redirect."""
     if is_htmx():
+        _toast_on_next_page()
         response = make_response("", 200)
         response.headers["HX-Location"] = json.dumps({"path": url, "target": "body"})
         return response
@@ -78,6 +87,7 @@ def location(url: str, status: int = 303) -> Response:
 def full_reload(url: str) -> Response:
     """Leave the htmx page altogether (log in, log out: the whole layout changes)."""
     if is_htmx():
+        _toast_on_next_page()
         response = make_response("", 200)
         response.headers["HX-Redirect"] = url
         return response

@@ -92,3 +92,12 @@ def test_anonymous_is_sent_to_login(client, path):
 def test_anonymous_htmx_request_gets_a_full_reload_to_login(client):
     response = client.get("/contacts", headers={"HX-Request": "true", "HX-Request-Type": "partial"})
     assert response.headers["HX-Redirect"].startswith("/login?next=")
+
+
+def test_an_expired_htmx_fragment_request_returns_to_the_page_after_login(client):
+    response = client.get(
+        "/contacts/1/fields/phone/edit",
+        headers={"HX-Request": "true", "HX-Request-Type": "partial",
+                 "HX-Current-URL": "http://localhost/contacts/1?tab=x"},
+    )
+    assert response.headers["HX-Redirect"] == "/login?next=/contacts/1?tab%3Dx"

@@ -7,7 +7,9 @@ after each test. See ../../../shared/recipes/browser-tests.md.
 
 Every task is counted in clicks: the tests click through `Clicks.click()`, and
 `Clicks.task(name, budget)` asserts the budget and records the count, which is
-printed at the end of the run ("clicks per task").
+printed at the end of the run ("clicks per task"). Typing is not counted; text goes in
+with keyboard.insert_text() (one input event, like a fast typist), except in search
+boxes, where the tests press key by key because each key press may start a search.
 """
 
 import logging
@@ -67,13 +69,9 @@ def base_url(live_server):
     return live_server
 
 
-@pytest.fixture(autouse=True)
-def _expect_timeout():
-    expect.set_options(timeout=5_000)
-
-
 @pytest.fixture
 def page(page: Page) -> Page:
+    """The plugin's page; a click that cannot happen fails in 5 s, as expect() does, not 30 s."""
     page.set_default_timeout(5_000)
     return page
 

@@ -1,4 +1,9 @@
-"""Log in, find a contact by typing, open it, log a call, add a note, change its stage, edit a field."""
+"""The main tasks on contacts, walked as a user does them, each counted in clicks.
+
+Log in, find a contact by typing part of its name, open it, log a call, add a note,
+change its stage, edit a field in place; then a manager finds a contact with the
+global search and deletes it.
+"""
 
 import re
 
@@ -15,17 +20,17 @@ pytestmark = pytest.mark.browser
 def contacts(seed, sales_user):
     company = factories.make_company("Studio Ghibli")
     found = factories.make_contact(
-        "Amélie", "Poulain", email="amelie@example.com", company=company, title="Buyer", owner=sales_user
+        "Amélie",
+        "Poulain",
+        email="amelie@example.com",
+        company=company,
+        title="Buyer",
+        owner=sales_user,
     )
     factories.make_contact("Bruno", "Martin", email="bruno@example.com")
     factories.make_contact("Chloé", "Dubois", email="chloe@example.com")
     seed.commit()
     return found
-
-
-def open_contact(page: Page, contact) -> None:
-    page.goto(f"/contacts/{contact.id}")
-    expect(page.locator("#contact-header h1")).to_contain_text(contact.name)
 
 
 def mark_page(page: Page) -> None:
@@ -37,7 +42,7 @@ def assert_not_reloaded(page: Page) -> None:
     assert page.evaluate("window.__noReload === true"), "the page was reloaded"
 
 
-def test_log_in_find_open_log_a_call_change_stage(page: Page, clicks: Clicks, sales_user, contacts):
+def test_log_in_find_open_call_note_stage_edit(page: Page, clicks: Clicks, sales_user, contacts):
     amelie = contacts
 
     # 1. Log in through the form: type the email and the password, click Sign in.
@@ -45,6 +50,8 @@ def test_log_in_find_open_log_a_call_change_stage(page: Page, clicks: Clicks, sa
         sign_in(page, clicks, sales_user.email)
     expect(page).to_have_url(re.compile(r"/$"))
     expect(page.locator("main h1")).to_have_text("Hello Sarah")
+    # From here on, hx-boost turns every link into a swap of the body: no page load at all.
+    mark_page(page)
 
     # 2. Find the contact: the list, then type part of the name in its search box.
     with clicks.task("find a contact by typing part of its name and open it", budget=3):
@@ -62,14 +69,14 @@ def test_log_in_find_open_log_a_call_change_stage(page: Page, clicks: Clicks, sa
     expect(page).to_have_url(re.compile(rf"/contacts/{amelie.id}$"))
     expect(page.locator("#contact-header h1")).to_contain_text("Amélie Poulain")
     expect(page.locator("#contact-header .badge")).to_have_text("Lead")
+    assert_not_reloaded(page)
 
     # 3. Log a call: "Log a call" is selected already; click the text box, type, Save.
-    mark_page(page)
     composer = page.locator("#composer")
     expect(composer.get_by_label("Log a call")).to_be_checked()
     with clicks.task("log a call", budget=2):
         clicks.click(composer.locator("textarea"))
-        page.keyboard.type("Wants a quote for 40 seats, call back Tuesday.")
+        page.keyboard.insert_text("Wants a quote for 40 seats, call back Tuesday.")
         clicks.click(composer.get_by_role("button", name="Save"))
         first_entry = page.locator("#timeline li").first
         expect(first_entry).to_contain_text("Wants a quote for 40 seats")
@@ -77,6 +84,31 @@ def test_log_in_find_open_log_a_call_change_stage(page: Page, clicks: Clicks, sa
     expect(first_entry.locator(".entry-kind")).to_have_text("Call")
     expect(page.locator("#toasts .toast").filter(has_text="Call logged.")).to_be_visible()
     expect(page.locator("#composer textarea")).to_have_value("")  # a fresh composer, ready again
+    assert_not_reloaded(page)
+
+    # 4. Add a note: click "Add a note", Tab to the text box, type, Save.
+    with clicks.task("add a note", budget=2):
+        clicks.click(composer.locator("label", has_text="Add a note"))
+        expect(composer.get_by_label("Add a note")).to_be_checked()
+        expect(composer.locator(".call-only")).to_be_hidden()  # no call outcome for a note
+        page.keyboard.press("Tab")  # from the radio straight to the text box
+        expect(composer.locator("textarea")).to_be_focused()
+        page.keyboard.insert_text("Prefers email over phone.")
+        clicks.click(composer.get_by_role("button", name="Save"))
+        first_entry = page.locator("#timeline li").first
+        expect(first_entry).to_contain_text("Prefers email over phone.")
+    expect(first_entry).to_have_class(re.compile(r"\bkind-note\b"))
+    expect(page.locator("#toasts .toast").filter(has_text="Note added.")).to_be_visible()
+    expect(composer.get_by_label("Add a note")).to_be_checked()  # ready for the next note
+    # An empty note: 422, the error beside the text box, the choice of "note" kept.
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/activities" in r.url
+    ) as info:
+        clicks.click(composer.get_by_role("button", name="Save"))
+    assert info.value.status == 422
+    expect(composer.locator(".error")).to_have_text("Write the note first.")
+    expect(composer.get_by_label("Add a note")).to_be_checked()
+    expect(page.locator("#timeline li.kind-note")).to_have_count(1)
     assert_not_reloaded(page)
 
     # 5. Change the stage: one click on "Customer" in the stepper.
@@ -88,54 +120,13 @@ def test_log_in_find_open_log_a_call_change_stage(page: Page, clicks: Clicks, sa
     first_entry = page.locator("#timeline li").first
     expect(first_entry).to_have_class(re.compile(r"\bkind-system\b"))
     expect(first_entry).to_contain_text("Stage changed from Lead to Customer.")
-    # The call is still there, under the stage change: history is kept.
+    # The call and the note are still there, under the stage change: history is kept.
+    expect(page.locator("#timeline li")).to_have_count(3)
     expect(page.locator("#timeline li.kind-call")).to_contain_text("Wants a quote")
     expect(page.locator("#toasts .toast").filter(has_text="is now: Customer")).to_be_visible()
     assert_not_reloaded(page)
 
-
-def test_add_a_note(page: Page, clicks: Clicks, signed_in, sales_user, contacts):
-    signed_in(page, sales_user)
-    open_contact(page, contacts)
-    mark_page(page)
-    composer = page.locator("#composer")
-
-    with clicks.task("add a note", budget=2):
-        clicks.click(composer.locator("label", has_text="Add a note"))
-        expect(composer.get_by_label("Add a note")).to_be_checked()
-        expect(composer.locator(".call-only")).to_be_hidden()  # no call outcome for a note
-        page.keyboard.press("Tab")  # from the radio straight to the text box
-        expect(composer.locator("textarea")).to_be_focused()
-        page.keyboard.type("Prefers email over phone.")
-        clicks.click(composer.get_by_role("button", name="Save"))
-        first_entry = page.locator("#timeline li").first
-        expect(first_entry).to_contain_text("Prefers email over phone.")
-    expect(first_entry).to_have_class(re.compile(r"\bkind-note\b"))
-    expect(page.locator("#toasts .toast").filter(has_text="Note added.")).to_be_visible()
-    # The composer stays on "note" for the next one.
-    expect(page.locator("#composer").get_by_label("Add a note")).to_be_checked()
-    assert_not_reloaded(page)
-
-
-def test_empty_note_is_refused_beside_the_field(page: Page, clicks: Clicks, signed_in, sales_user, contacts):
-    signed_in(page, sales_user)
-    open_contact(page, contacts)
-    composer = page.locator("#composer")
-    clicks.click(composer.locator("label", has_text="Add a note"))
-    with page.expect_response(lambda r: r.request.method == "POST" and "/activities" in r.url) as info:
-        clicks.click(composer.get_by_role("button", name="Save"))
-    assert info.value.status == 422
-    expect(page.locator("#composer .error")).to_have_text("Write the note first.")
-    expect(page.locator("#composer").get_by_label("Add a note")).to_be_checked()  # the choice is kept
-    expect(page.locator("#timeline li.kind-note")).to_have_count(0)
-
-
-def test_inline_edit_and_validation_error(page: Page, clicks: Clicks, signed_in, sales_user, contacts):
-    signed_in(page, sales_user)
-    open_contact(page, contacts)
-    mark_page(page)
-
-    # 6a. Click the phone value, type, Save.
+    # 6. Edit a field in place: click the phone value, type, Save.
     phone = page.locator("#field-phone")
     with clicks.task("edit a field inline", budget=2):
         clicks.click(phone.locator(".value.editable"))
@@ -146,19 +137,56 @@ def test_inline_edit_and_validation_error(page: Page, clicks: Clicks, signed_in,
         expect(phone.locator(".value")).to_have_text("+33 6 12 34 56 78")
     expect(phone.locator("a[href^='tel:']")).to_be_visible()
     expect(phone.locator("form")).to_have_count(0)
-
-    # 6b. A bad email: 422, the error beside the field, the typed value kept.
+    # A bad email: 422, the error beside the field, the typed value kept.
     email = page.locator("#field-email")
     clicks.click(email.locator(".value.editable"))
     email.locator("input[name=value]").fill("not-an-email")
-    with page.expect_response(lambda r: r.request.method == "POST" and "/fields/email" in r.url) as info:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "/fields/email" in r.url
+    ) as info:
         clicks.click(email.get_by_role("button", name="Save"))
     assert info.value.status == 422
-    editor = page.locator("#field-email input[name=value]")
+    editor = email.locator("input[name=value]")
     expect(editor).to_have_value("not-an-email")
     expect(editor).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("#field-email .error")).to_be_visible()
+    expect(email.locator(".error")).to_be_visible()
     # Escape cancels: the stored address comes back.
     editor.press("Escape")
-    expect(page.locator("#field-email .value")).to_have_text("amelie@example.com")
+    expect(email.locator(".value")).to_have_text("amelie@example.com")
+    assert_not_reloaded(page)
+
+
+def test_manager_finds_a_contact_with_the_global_search_and_deletes_it(
+    page: Page, clicks: Clicks, signed_in, seed, contacts
+):
+    manager = factories.make_user(role="manager", name="Marc Leroy", email="marc@example.com")
+    seed.commit()
+    signed_in(page, manager)
+    page.goto("/")
+    mark_page(page)
+
+    # 8. The global search: "/" focuses it, typing shows suggestions, a click opens one.
+    search = page.locator("#global-search")
+    with clicks.task("global search: /, type, click a suggestion", budget=1):
+        page.keyboard.press("/")
+        expect(search).to_be_focused()
+        page.keyboard.type("poul")
+        suggestions = page.locator("#search-suggestions")
+        suggestion = suggestions.get_by_role("link", name=re.compile("Amélie Poulain"))
+        expect(suggestion).to_be_visible()
+        expect(suggestions.locator("li[role=option]")).to_have_count(1)
+        clicks.click(suggestion)
+        expect(page).to_have_url(re.compile(rf"/contacts/{contacts.id}$"))
+    expect(page.locator("#contact-header h1")).to_contain_text("Amélie Poulain")
+    expect(page.locator("#search-suggestions")).to_be_empty()
+
+    # Delete: confirm, then back to the list (HX-Location) with the toast.
+    page.once("dialog", lambda dialog: dialog.accept())  # hx-confirm asks first
+    with clicks.task("delete a contact", budget=1):
+        clicks.click(page.get_by_role("button", name="Delete this contact"))
+        expect(page).to_have_url(re.compile(r"/contacts$"))
+    expect(page.locator("main h1")).to_have_text("Contacts")
+    expect(page.locator("#contact-rows tr")).to_have_count(2)
+    deleted = page.locator("#toasts .toast").filter(has_text="Amélie Poulain deleted.")
+    expect(deleted).to_be_visible()
     assert_not_reloaded(page)
