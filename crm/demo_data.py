@@ -161,14 +161,16 @@ def demo_exists() -> bool:
     return bool(db.session.scalar(select(func.count(User.id))))
 
 
-def seed_demo(contacts: int = 300, companies: int = 60, seed: int = 42) -> dict:
+def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: int = 42) -> dict:
     rng = random.Random(seed)
     users = _seed_users()
     owners = [u for u in users if u.role in ("sales", "manager")]
     company_rows = _seed_companies(rng, companies, owners)
-    _seed_contacts(rng, contacts, company_rows, owners, users)
+    contact_rows = _seed_contacts(rng, contacts, company_rows, owners, users)
+    db.session.flush()
+    _seed_deals(rng, deals, contact_rows, [u for u in users if u.role == "sales"], users)
     db.session.commit()
-    return {"users": len(users), "companies": companies, "contacts": contacts}
+    return {"users": len(users), "companies": companies, "contacts": contacts, "deals": deals}
 
 
 def _seed_users() -> list[User]:
@@ -210,8 +212,9 @@ def _seed_companies(rng: random.Random, count: int, owners: list[User]) -> list[
     return rows
 
 
-def _seed_contacts(rng, count, companies, owners, users) -> None:
+def _seed_contacts(rng, count, companies, owners, users) -> list[Contact]:
     now = utcnow()
+    rows = []
     for index in range(count):
         first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
         company = rng.choice(companies) if rng.random() < 0.85 else None
@@ -237,6 +240,7 @@ def _seed_contacts(rng, count, companies, owners, users) -> None:
                 "France",
             )
         db.session.add(contact)
+        rows.append(contact)
         set_tags(contact, rng.sample(TAGS, rng.choice([0, 0, 1, 2])))
         last_touch = contact.created_at
         for _ in range(rng.randint(0, 6)):
@@ -260,4 +264,87 @@ def _seed_contacts(rng, count, companies, owners, users) -> None:
             last_touch = max(last_touch, when)
         contact.last_activity_at = last_touch
         if index % 100 == 99:
+            db.session.flush()
+    return rows
+
+
+PRODUCTS = [
+    ("LIC-STD", "Licence Standard (1 an)", "480.00", "90.00"),
+    ("LIC-PRO", "Licence Pro (1 an)", "960.00", "180.00"),
+    ("SUP-01", "Support, 1 year", "1200.00", "700.00"),
+    ("INST", "Installation sur site", "650.00", "400.00"),
+    ("FORM-J", "Formation (journée)", "900.00", "450.00"),
+    ("HW-TERM", "Terminal de caisse", "1490.00", "1100.00"),
+    ("HW-PRINT", "Imprimante tickets", "290.00", "190.00"),
+    ("MAINT", "Maintenance annuelle", "1800.00", "900.00"),
+]
+DEAL_WORDS = [
+    "Équipement",
+    "Renouvellement",
+    "Extension",
+    "Migration",
+    "Pack",
+    "Projet",
+    "Déploiement",
+]
+LOST_REASONS = ["Trop cher", "Went with a competitor", "Projet reporté", "No budget this year"]
+
+
+def _seed_deals(rng, count, contacts, reps, users) -> None:
+    from decimal import Decimal
+
+    from crm.models.deals import Product
+    from crm.services import deals as deal_service
+
+    products = [
+        Product(
+            code=code,
+            name=name,
+            name_key=name.lower(),
+            unit_price=Decimal(price),
+            unit_cost=Decimal(cost),
+        )
+        for code, name, price, cost in PRODUCTS
+    ]
+    db.session.add_all(products)
+    new_business, renewals = deal_service.create_default_pipelines()
+    db.session.flush()
+    today = utcnow().date()
+    for index in range(count):
+        pipeline = new_business if index % 5 else renewals
+        contact = rng.choice(contacts)
+        rep = rng.choice(reps)
+        company_name = contact.company.name if contact.company else contact.name
+        deal = deal_service.create_deal(
+            rep,
+            title=f"{rng.choice(DEAL_WORDS)} {company_name}",
+            pipeline=pipeline,
+            contact=contact,
+            expected_close=today + timedelta(days=rng.randint(-20, 120)),
+            source=contact.source,
+        )
+        for _ in range(rng.randint(1, 3)):
+            deal_service.add_line(
+                deal,
+                product=rng.choice(products),
+                description=None,
+                quantity=Decimal(rng.choice([1, 1, 2, 3, 5, 10])),
+                unit_price=None,
+                discount_percent=Decimal(rng.choice([0, 0, 0, 5, 10])),
+            )
+        target = rng.choice(pipeline.stages)
+        for stage in pipeline.stages:
+            if stage.position > target.position or stage.kind == "lost" and target.kind != "lost":
+                break
+            if stage.kind == "won" and target.kind == "lost":
+                continue
+            reason = rng.choice(LOST_REASONS) if stage.kind == "lost" else None
+            deal_service.move_deal(rep, deal, stage, None, reason)
+        # Spread the history over the past weeks so that cycle lengths and stalled flags mean something.
+        age = timedelta(days=rng.randint(3, 90))
+        deal.created_at = utcnow() - age
+        deal.stage_entered_at -= age / 2
+        if deal.closed_at:
+            deal.closed_at -= age / 3
+        if index % 20 == 19:
             db.session.flush()

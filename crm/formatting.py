@@ -2,7 +2,13 @@
 
 from datetime import UTC, datetime
 
-from flask_babel import format_date, format_datetime, format_decimal, format_timedelta
+from flask_babel import (
+    format_currency,
+    format_date,
+    format_datetime,
+    format_decimal,
+    format_timedelta,
+)
 from flask_babel import gettext as _
 
 
@@ -30,7 +36,20 @@ def number(value) -> str:
     return format_decimal(value) if value is not None else ""
 
 
+def money(value, currency: str = "EUR") -> str:
+    """1234.5 EUR is "1 234,50 €" in French and "€1,234.50" in English."""
+    if value is None:
+        return ""
+    return format_currency(value, currency)
+
+
+def percent(value) -> str:
+    return f"{format_decimal(value)} %" if value is not None else ""
+
+
 FILTERS = {
+    "money": money,
+    "percent": percent,
     "datetime_short": datetime_short,
     "date_medium": date_medium,
     "ago": ago,

@@ -38,6 +38,7 @@ AREA_LABELS = {
     "contacts": _l("Contacts"),
     "companies": _l("Companies"),
     "deals": _l("Deals"),
+    "products": _l("Products"),
     "agenda": _l("Agenda"),
     "incidents": _l("Incidents"),
     "interventions": _l("Interventions"),
@@ -52,7 +53,7 @@ def navigation() -> list[tuple[str, str, str, str]]:
         ("main.home", AREA_LABELS["home"], "home.view", "home"),
         ("contacts.index", AREA_LABELS["contacts"], "contacts.list", "contacts"),
         ("companies.index", AREA_LABELS["companies"], "contacts.list", "companies"),
-        ("main.deals", AREA_LABELS["deals"], "deals.view", "deals"),
+        ("deals.board", AREA_LABELS["deals"], "deals.view", "deals"),
         ("main.agenda", AREA_LABELS["agenda"], "agenda.view", "agenda"),
         ("main.incidents", AREA_LABELS["incidents"], "incidents.view", "incidents"),
         ("main.interventions", AREA_LABELS["interventions"], "interventions.view", "interventions"),
@@ -74,6 +75,23 @@ def system_event_text(data: dict | None) -> str:
             "Stage changed from %(old)s to %(new)s.",
             old=STAGE_LABELS.get(data.get("from"), data.get("from")),
             new=STAGE_LABELS.get(data.get("to"), data.get("to")),
+        )
+    if event == "deal_created":
+        return _("Deal created: %(deal)s.", deal=data.get("deal"))
+    if event == "deal_stage":
+        if data.get("reason"):
+            return _(
+                "Deal %(deal)s moved from %(old)s to %(new)s: %(reason)s",
+                deal=data.get("deal"),
+                old=data.get("from"),
+                new=data.get("to"),
+                reason=data["reason"],
+            )
+        return _(
+            "Deal %(deal)s moved from %(old)s to %(new)s.",
+            deal=data.get("deal"),
+            old=data.get("from"),
+            new=data.get("to"),
         )
     if event == "owner":
         if data.get("to"):

@@ -9,7 +9,8 @@ import pytest
 from crm.extensions import db
 from crm.models.users import ROLES
 from crm.permissions import POLICY, PUBLIC
-from tests.factories import make_company, make_contact, make_user
+from crm.models import DealLine
+from tests.factories import make_company, make_contact, make_deal, make_product, make_user
 
 SKIP_ENDPOINTS = {"static"}
 
@@ -43,6 +44,9 @@ def _url(rule, ids) -> str:
         "contact_id": ids["contact"],
         "company_id": ids["company"],
         "user_id": ids["user"],
+        "deal_id": ids["deal"],
+        "line_id": ids["line"],
+        "product_id": ids["product"],
         "name": "phone",
         "token": "not-a-token",
     }
@@ -55,10 +59,17 @@ def _url(rule, ids) -> str:
 @pytest.mark.parametrize("role", ROLES)
 def test_route_role_matrix(app, as_role, role):
     client, user = as_role(role)
+    deal = make_deal(owner=user)  # in every allowed role's scope: its own deal
+    line = DealLine(deal=deal, description="Line", quantity=1, unit_price=10)
+    db.session.add(line)
+    db.session.flush()
     ids = {
         "contact": make_contact().id,
         "company": make_company().id,
         "user": make_user(role="sales").id,
+        "deal": deal.id,
+        "line": line.id,
+        "product": make_product().id,
     }
     db.session.commit()
     checked = 0

@@ -182,6 +182,7 @@ class DealStageHistory(db.Model):
     changed_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    deal: Mapped[Deal] = relationship()
     from_stage: Mapped[Stage | None] = relationship(foreign_keys=[from_stage_id])
     to_stage: Mapped[Stage | None] = relationship(foreign_keys=[to_stage_id])
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm.extensions import db
@@ -78,6 +79,23 @@ def default_pipeline() -> Pipeline | None:
     return db.session.scalars(query).first()
 
 
+def contact_deals(user: User, contact: Contact) -> list[Deal]:
+    """The deals of a contact that `user` may see, open ones first."""
+    from sqlalchemy.orm import joinedload
+
+    from crm.permissions import visible_deals
+
+    query = (
+        visible_deals(user)
+        .where(Deal.contact_id == contact.id)
+        .join(Deal.stage)
+        .options(joinedload(Deal.stage))
+        .order_by((Stage.kind != "open"), Deal.expected_close, Deal.id)
+        .limit(20)
+    )
+    return list(db.session.scalars(query))
+
+
 def create_deal(
     actor: User,
     *,
@@ -93,7 +111,7 @@ def create_deal(
     source: str | None = None,
 ) -> Deal:
     stage = stage or pipeline.stages[0]
-    if stage.pipeline_id != pipeline.id:
+    if stage.pipeline is not pipeline:
         raise ValueError("stage of another pipeline")
     if company is None and contact is not None:
         company = contact.company
@@ -140,7 +158,7 @@ def move_deal(
 ) -> bool:
     """Put the deal in `stage`; False when it already was there."""
     check_version(deal, expected_version)
-    if stage.pipeline_id != deal.pipeline_id:
+    if stage.pipeline is not deal.pipeline:
         raise ValueError("stage of another pipeline")
     if stage.id == deal.stage_id:
         return False
@@ -168,12 +186,22 @@ def move_deal(
 
 
 def save(deal: Deal) -> None:
-    """Commit; a concurrent save that got there first turns into StaleDeal."""
+    """Commit; a concurrent save that got there first turns into StaleDeal.
+
+    On PostgreSQL the loser's UPDATE waits for the winner's row lock, then
+    matches no row (its version is gone): StaleDataError. On SQLite the loser's
+    write is refused while the winner holds the database, or after it wrote: the
+    same conflict, reported as a locked database.
+    """
     try:
         db.session.commit()
     except StaleDataError:
         db.session.rollback()
-        db.session.refresh(deal)
+        raise StaleDeal(deal) from None
+    except OperationalError as error:
+        if "locked" not in str(error).lower() and "busy" not in str(error).lower():
+            raise
+        db.session.rollback()
         raise StaleDeal(deal) from None
 
 

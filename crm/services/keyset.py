@@ -8,7 +8,8 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import Select, tuple_
 
@@ -16,12 +17,14 @@ from sqlalchemy import Select, tuple_
 @dataclass(frozen=True)
 class SortKey:
     expression: object  # a column or SQL expression
-    kind: str = "str"  # how the cursor value is (de)serialized: str, int or datetime
+    kind: str = "str"  # how the cursor value is (de)serialized: str, int, decimal, date or datetime
 
 
 def encode_cursor(value, row_id: int) -> str:
-    if isinstance(value, datetime):
+    if isinstance(value, date | datetime):
         value = value.isoformat()
+    elif isinstance(value, Decimal):
+        value = str(value)
     raw = json.dumps([value, row_id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -33,12 +36,16 @@ def decode_cursor(cursor: str, kind: str):
         value, row_id = json.loads(base64.urlsafe_b64decode(padded))
         if kind == "datetime":
             value = datetime.fromisoformat(value)
+        elif kind == "date":
+            value = date.fromisoformat(value)
+        elif kind == "decimal":
+            value = Decimal(value)
         elif kind == "int":
             value = int(value)
         elif not isinstance(value, str):
             return None
         return value, int(row_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+    except (ValueError, TypeError, InvalidOperation, binascii.Error, json.JSONDecodeError):
         return None
 
 

@@ -6,7 +6,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
-from crm.models import Activity, Company, Contact, User
+from crm.models import Activity, Company, Contact, Deal, User
 from crm.models.types import utcnow
 
 TIMELINE_PAGE = 30
@@ -50,10 +50,18 @@ def record_activity(
     return activity
 
 
-def contact_timeline(contact: Contact, limit: int = TIMELINE_PAGE) -> list[Activity]:
+def _deal_events_visible_to(user: User):
+    """Entries about a deal show only to those who may see the deal."""
+    from crm.permissions import visible_deals
+
+    visible = visible_deals(user).with_only_columns(Deal.id)
+    return or_(Activity.deal_id.is_(None), Activity.deal_id.in_(visible))
+
+
+def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
     query = (
         select(Activity)
-        .where(Activity.contact_id == contact.id)
+        .where(Activity.contact_id == contact.id, _deal_events_visible_to(user))
         .options(joinedload(Activity.author))
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(limit)
@@ -61,11 +69,14 @@ def contact_timeline(contact: Contact, limit: int = TIMELINE_PAGE) -> list[Activ
     return list(db.session.scalars(query))
 
 
-def company_timeline(company: Company, limit: int = TIMELINE_PAGE) -> list[Activity]:
+def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
     contact_ids = select(Contact.id).where(Contact.company_id == company.id)
     query = (
         select(Activity)
-        .where(or_(Activity.company_id == company.id, Activity.contact_id.in_(contact_ids)))
+        .where(
+            or_(Activity.company_id == company.id, Activity.contact_id.in_(contact_ids)),
+            _deal_events_visible_to(user),
+        )
         .options(joinedload(Activity.author), joinedload(Activity.contact))
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(limit)

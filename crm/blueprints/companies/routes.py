@@ -81,7 +81,7 @@ def _detail_context(company: Company, **extra) -> dict:
         "company": company,
         "contacts": contacts[:PEOPLE_SHOWN],
         "more_people": len(contacts) > PEOPLE_SHOWN,
-        "timeline": company_timeline(company),
+        "timeline": company_timeline(company, current_user),
         "editing_form": None,
         "contact_form": QuickAddForm(formdata=None, data={"company": company.name}),
     }

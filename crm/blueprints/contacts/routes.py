@@ -5,6 +5,7 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from crm import htmx as hx
+from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.contacts.forms import (
     CONTACT_FIELDS,
     ActivityForm,
@@ -18,6 +19,7 @@ from crm.models import Contact
 from crm.models.contacts import STAGES
 from crm.permissions import get_or_404_for, has_permission, requires
 from crm.services import contact_fields, contacts
+from crm.services.deals import contact_deals
 from crm.services.timeline import contact_timeline, record_activity
 
 bp = Blueprint("contacts", __name__, url_prefix="/contacts")
@@ -91,7 +93,9 @@ def _detail_context(contact: Contact, **extra) -> dict:
     context = {
         "contact": contact,
         "fields": CONTACT_FIELDS,
-        "timeline": contact_timeline(contact),
+        "timeline": contact_timeline(contact, current_user),
+        "deals": contact_deals(current_user, contact),
+        "deal_form": DealQuickAddForm(formdata=None),
         "activity_form": ActivityForm(formdata=None),
         "stages": STAGES,
         "editing": None,
