@@ -5,13 +5,13 @@ from flask_babel import gettext as _
 from flask_login import current_user
 
 from crm import htmx as hx
-from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.contacts.forms import (
     CONTACT_FIELDS,
     ActivityForm,
     QuickAddForm,
     field_form_class,
 )
+from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.extensions import db
 from crm.form_helpers import choices
 from crm.labels import STAGE_LABELS
