@@ -47,6 +47,8 @@ def _url(rule, ids) -> str:
         "deal_id": ids["deal"],
         "line_id": ids["line"],
         "product_id": ids["product"],
+        "pipeline_id": ids["pipeline"],
+        "stage_id": ids["stage"],  # holds the deal: deleting it is refused, never done
         "name": "phone",
         "token": "not-a-token",
     }
@@ -70,6 +72,8 @@ def test_route_role_matrix(app, as_role, role):
         "deal": deal.id,
         "line": line.id,
         "product": make_product().id,
+        "pipeline": deal.pipeline_id,
+        "stage": deal.stage_id,
     }
     db.session.commit()
     checked = 0
