@@ -69,3 +69,197 @@
     if (event.target.classList && event.target.classList.contains("copy-link")) event.target.select();
   });
 })();
+
+// ---- Deal board: drag and drop between stages (SortableJS) ------------------------------
+// Every card carries a small form in its "⋯" menu (stage <select> + Move) that posts to
+// /deals/<id>/move: the keyboard's way, and a browser's without JavaScript. A drop fills in that same
+// form and submits it, so htmx sends it with the CSRF header <body> passes on, swaps the card
+// and the two column heads the answer carries, and shows the toast. A drop into a lost stage
+// first asks for the reason in a <dialog>; cancelling it, or any refusal from the server
+// (409: someone else changed the deal), puts the card back where it came from.
+(function () {
+  "use strict";
+
+  var sortableLoading = null;
+  var waitingForReason = null;  // the form of the card whose lost reason the dialog asks for
+  var refocus = null;           // the id of a card moved from the keyboard, to focus again
+
+  // The board page loads Sortable in <head>; a boosted navigation to it swaps only <body>.
+  function withSortable(container, then) {
+    if (window.Sortable) { then(); return; }
+    if (!sortableLoading) {
+      sortableLoading = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = container.dataset.sortableSrc;
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    }
+    sortableLoading.then(then);
+  }
+
+  function initBoard() {
+    var container = document.getElementById("deal-board");
+    if (!container || !container.querySelector(".column-cards:not([data-sortable])")) return;
+    withSortable(container, function () {
+      container.querySelectorAll(".column-cards:not([data-sortable])").forEach(function (list) {
+        list.dataset.sortable = "on";
+        window.Sortable.create(list, {
+          group: "deal-board-" + list.closest(".board").dataset.pipelineId,
+          sort: false,               // the order inside a column is the server's (expected close)
+          forceFallback: true,       // pointer events, the same with a mouse, a pen or a finger
+          fallbackOnBody: true,      // the card under the pointer is not clipped by the board's scroll
+          fallbackTolerance: 4,      // a click on the title still opens the deal
+          delay: 150, delayOnTouchOnly: true,  // a finger can still scroll the board
+          filter: "summary, select, button, input, textarea, label, .is-moving",
+          preventOnFilter: false,
+          animation: 120,
+          ghostClass: "card-ghost", chosenClass: "card-chosen", fallbackClass: "card-dragged",
+          onEnd: dropped
+        });
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", initBoard);
+  document.addEventListener("htmx:after:process", initBoard);
+
+  // The filters go into the address bar: leave out the empty ones, so it reads /deals?q=acme.
+  document.addEventListener("htmx:config:request", function (event) {
+    var ctx = event.detail.ctx;
+    if (!ctx.sourceElement || ctx.sourceElement.id !== "deal-filters" || !ctx.request.body) return;
+    Array.from(ctx.request.body.entries()).forEach(function (entry) {
+      if (entry[1] === "") ctx.request.body.delete(entry[0]);
+    });
+  });
+
+  function cardOf(form) { return form.closest(".deal-card"); }
+
+  function dropped(event) {
+    if (event.from === event.to) return;
+    var card = event.item;
+    var form = card.querySelector("form.card-move");
+    card.boardOrigin = { list: event.from, index: event.oldIndex };
+    form.elements.stage_id.value = event.to.dataset.stageId;
+    form.requestSubmit();
+  }
+
+  function isLostStage(form) {
+    var board = form.closest(".board");
+    var lost = board ? (board.dataset.lostStages || "").split(",") : [];
+    return lost.indexOf(form.elements.stage_id.value) !== -1;
+  }
+
+  function reasonInput(form) {
+    var input = form.elements.lost_reason;
+    if (!input) {
+      input = document.createElement("input");
+      input.type = "hidden";
+      input.name = "lost_reason";
+      form.appendChild(input);
+    }
+    return input;
+  }
+
+  // Back to the column it came from, its stage chosen again in its <select>.
+  function putBack(card) {
+    if (!card) return;
+    var origin = card.boardOrigin;
+    if (origin && origin.list.isConnected) {
+      origin.list.insertBefore(card, origin.list.children[origin.index] || null);
+    }
+    card.boardOrigin = null;
+    card.classList.remove("is-moving");
+    var form = card.querySelector("form.card-move");
+    if (form) {
+      form.elements.stage_id.value = card.dataset.stageId;
+      if (form.elements.lost_reason && form.elements.lost_reason.type === "hidden") form.elements.lost_reason.value = "";
+    }
+  }
+
+  // A move to a lost stage waits for its reason, whether it came from a drop or the <select>.
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (!form.matches || !form.matches("form.card-move")) return;
+    if (isLostStage(form) && !reasonInput(form).value.trim()) {
+      var dialog = document.getElementById("lost-dialog");
+      if (!dialog) return;  // no dialog (a page of its own): the server asks for the reason
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      askReason(dialog, form);
+      return;
+    }
+    cardOf(form).classList.add("is-moving");
+  }, true);
+
+  function askReason(dialog, form) {
+    waitingForReason = form;
+    var title = cardOf(form).querySelector(".deal-title");
+    dialog.querySelector(".lost-deal-title").textContent = title ? title.textContent : "";
+    var reason = dialog.querySelector("textarea");
+    reason.value = "";
+    dialog.showModal();
+    reason.focus();
+  }
+
+  document.addEventListener("submit", function (event) {
+    var dialogForm = event.target;
+    if (!dialogForm.matches || !dialogForm.matches("#lost-dialog form")) return;
+    event.preventDefault();
+    var reason = dialogForm.querySelector("textarea");
+    if (!reason.value.trim()) {  // only spaces: "required" lets them through
+      reason.value = "";
+      reason.reportValidity();
+      return;
+    }
+    var form = waitingForReason;
+    waitingForReason = null;
+    dialogForm.closest("dialog").close();
+    if (!form || !form.isConnected) return;
+    reasonInput(form).value = reason.value.trim();
+    form.requestSubmit();
+  });
+
+  document.addEventListener("click", function (event) {
+    var cancel = event.target.closest && event.target.closest("#lost-dialog .cancel");
+    if (cancel) cancel.closest("dialog").close();
+  });
+
+  // Closed without a reason (Cancel, Escape): nothing moves.
+  document.addEventListener("close", function (event) {
+    if (event.target.id !== "lost-dialog" || !waitingForReason) return;
+    var form = waitingForReason;
+    waitingForReason = null;
+    putBack(cardOf(form));
+  }, true);
+
+  function isMoveForm(element) {
+    return element && element.matches && element.matches("form.card-move");
+  }
+
+  // Before the swap: a card moved with its <select> joins its new column; a refused move
+  // (409 stale, 422, 403...) goes back. The answer then replaces the card where it stands.
+  document.addEventListener("htmx:after:request", function (event) {
+    var ctx = event.detail.ctx;
+    if (!isMoveForm(ctx.sourceElement)) return;
+    var card = cardOf(ctx.sourceElement);
+    if (ctx.response.status >= 400) { putBack(card); return; }
+    card.boardOrigin = null;
+    if (card.contains(document.activeElement)) refocus = card.id;
+    var column = document.getElementById("stage-cards-" + ctx.sourceElement.elements.stage_id.value);
+    if (column && card.parentNode !== column) column.insertBefore(card, column.firstChild);
+  });
+
+  // A keyboard user who moved a card with its menu finds the focus back on that menu.
+  document.addEventListener("htmx:after:settle", function (event) {
+    if (!refocus || event.target.id !== refocus) return;
+    refocus = null;
+    var menu = event.target.querySelector(".card-menu summary");
+    if (menu) menu.focus();
+  });
+
+  document.addEventListener("htmx:error", function (event) {
+    var ctx = event.detail.ctx;
+    if (ctx && isMoveForm(ctx.sourceElement)) putBack(cardOf(ctx.sourceElement));
+  });
+})();
