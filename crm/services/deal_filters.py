@@ -17,6 +17,8 @@ class DealFilters:
     owner: str = ""  # "", "me", or a user id
     team: int | None = None
     close: str = ""  # one of CLOSE_WINDOWS
+    pipeline: int | None = None
+    stage: int | None = None  # the board's "and N more" opens the list on one column
 
     @classmethod
     def from_args(cls, args) -> "DealFilters":
@@ -26,16 +28,19 @@ class DealFilters:
             owner=args.get("owner", ""),
             team=args.get("team", type=int),
             close=close if close in CLOSE_WINDOWS else "",
+            pipeline=args.get("pipeline", type=int),
+            stage=args.get("stage", type=int),
         )
 
     def as_args(self, **changes) -> dict:
-        values = {"q": self.q, "owner": self.owner, "team": self.team, "close": self.close}
+        values = {"q": self.q, "owner": self.owner, "team": self.team, "close": self.close,
+                  "pipeline": self.pipeline, "stage": self.stage}
         values.update(changes)
         return {k: v for k, v in values.items() if v}
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.owner or self.team or self.close)
+        return bool(self.q or self.owner or self.team or self.close or self.stage)
 
     def apply(self, query: Select, user: User, today: date | None = None) -> Select:
         today = today or date.today()
@@ -46,6 +51,10 @@ class DealFilters:
             query = query.where(Deal.owner_id == int(self.owner))
         if self.team:
             query = query.where(Deal.owner_id.in_(select(User.id).where(User.team_id == self.team)))
+        if self.pipeline:
+            query = query.where(Deal.pipeline_id == self.pipeline)
+        if self.stage:
+            query = query.where(Deal.stage_id == self.stage)
         if self.close == "overdue":
             query = query.where(Deal.stage.has(kind="open"))
         if self.close:

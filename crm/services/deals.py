@@ -160,7 +160,7 @@ def move_deal(
     check_version(deal, expected_version)
     if stage.pipeline is not deal.pipeline:
         raise ValueError("stage of another pipeline")
-    if stage.id == deal.stage_id:
+    if stage is deal.stage:
         return False
     if stage.kind == "lost" and not (lost_reason or "").strip():
         raise LostReasonRequired()

@@ -361,3 +361,14 @@ class TestList:
         assert seen == [f"Deal {i:02d}" for i in range(9, -1, -1)]
         only = client.get("/deals/list?q=deal+03", headers=htmx_headers("tbody#deal-rows")).text
         assert re.findall(r">(Deal \d\d)</a>", only) == ["Deal 03"]
+
+
+def test_the_list_opens_on_one_column_of_the_board(rep):
+    client, me = rep
+    pipeline = make_pipeline()
+    make_deal(pipeline=pipeline, stage=pipeline.stages[0], owner=me, title="In prospection")
+    make_deal(pipeline=pipeline, stage=pipeline.stages[2], owner=me, title="In demo")
+    db.session.commit()
+    html = client.get(f"/deals/list?pipeline={pipeline.id}&stage={pipeline.stages[2].id}").text
+    assert "In demo" in html and "In prospection" not in html
+    assert f"stage={pipeline.stages[2].id}" in html  # sorting keeps the column
