@@ -1,12 +1,16 @@
 """Small pieces shared by the WTForms forms."""
 
 from collections.abc import Iterable
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
-from babel.numbers import format_decimal, get_decimal_symbol
-from flask_babel import get_locale
-from wtforms import DecimalField
+from flask_babel import format_decimal, get_locale
+from flask_babel import lazy_gettext as _l
+from wtforms import Field
 from wtforms.fields.choices import SelectChoice
+from wtforms.validators import StopValidation
+from wtforms.widgets import TextInput
+
+from crm.money import MoneyError, parse_money
 
 
 def choices(pairs: Iterable[tuple[str, object]]) -> list[SelectChoice]:
@@ -22,55 +26,50 @@ def strip(value):
 STRIP = [strip]
 
 
-class LocalizedDecimalField(DecimalField):
-    """A number typed as people write it in their language: "1 234,50" in French,
-    "1,234.50" in English, or plainly "1234.5"."""
+def money_errors() -> dict:
+    example = format_decimal(Decimal("1234.50"), "#,##0.00")
+    return {
+        "invalid": _l("Enter an amount such as %(example)s.", example=example),
+        "negative": _l("The amount cannot be negative."),
+        "decimals": _l("Use at most two decimals."),
+        "too_large": _l("This amount is too large."),
+    }
 
-    def __init__(self, label=None, validators=None, places=2, **kwargs):
-        super().__init__(label, validators, places=places, **kwargs)
+
+class MoneyField(Field):
+    """An amount (a price, a quantity, a percentage) typed the way the user's locale
+    writes it ("1 234,50" or "1,234.50"), at most two decimals, never negative.
+
+    The input is kept as typed, so that a form answered with 422 shows it unchanged;
+    `data` is a Decimal, or None when the input is blank.
+    """
+
+    widget = TextInput()
+
+    def __init__(self, label=None, validators=None, required=False, **kwargs):
+        super().__init__(label, validators, **kwargs)
+        self.required = required
+        if required:
+            self.flags.required = True
+        self.raw = ""
 
     def process_formdata(self, valuelist):
-        if not valuelist or not valuelist[0].strip():
-            self.data = None
+        self.raw = (valuelist[0] if valuelist else "") or ""
+        self.data = None
+        if not self.raw.strip():
             return
         try:
-            self.data = parse_typed_decimal(valuelist[0], str(get_locale() or "en"))
-        except InvalidOperation:
-            self.data = None
-            raise ValueError(self.gettext("Not a valid decimal value.")) from None
+            self.data = parse_money(self.raw, str(get_locale() or "en"))
+        except MoneyError as error:
+            raise ValueError(money_errors()[error.reason]) from None
+
+    def process_data(self, value):
+        self.data = value
+        self.raw = format_decimal(value, "#,##0.00") if value is not None else ""
+
+    def pre_validate(self, form):
+        if self.required and not self.raw.strip():
+            raise StopValidation(_l("Enter a price."))
 
     def _value(self):
-        if self.raw_data:
-            return self.raw_data[0]
-        if self.data is None:
-            return ""
-        return format_decimal(self.data, format="#,##0.##", locale=str(get_locale() or "en"))
-
-
-def parse_typed_decimal(text: str, locale: str) -> Decimal:
-    """Read a number whichever separators the person used.
-
-    With both "." and "," the last one is the decimal mark ("1.234,50", "1,234.50").
-    With one of them: appearing once and not followed by exactly three digits it is
-    the decimal mark ("12,5", "0.75"); otherwise the locale decides ("1,234" is a
-    thousand and more in English, one and a bit in French).
-    """
-    raw = "".join(text.split()).replace("\u00a0", "").replace("\u202f", "").replace("'", "")
-    if not raw or not all(ch.isdigit() or ch in ".,+-" for ch in raw):
-        raise InvalidOperation(text)
-    if "." in raw and "," in raw:
-        decimal_mark = "." if raw.rfind(".") > raw.rfind(",") else ","
-    elif "." in raw or "," in raw:
-        mark = "." if "." in raw else ","
-        head, _, tail = raw.rpartition(mark)
-        if raw.count(mark) == 1 and len(tail) != 3:
-            decimal_mark = mark
-        else:
-            decimal_mark = (
-                mark if mark == get_decimal_symbol(locale) and raw.count(mark) == 1 else ""
-            )
-    else:
-        decimal_mark = ""
-    grouping = {".", ","} - {decimal_mark}
-    digits = "".join(ch for ch in raw if ch not in grouping)
-    return Decimal(digits.replace(",", ".") if decimal_mark == "," else digits)
+        return self.raw

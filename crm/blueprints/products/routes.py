@@ -27,8 +27,8 @@ Product picker for the deal page
                hx-target="#product-choices" hx-swap="innerHTML" hx-sync="this:replace">
         <select id="product-choices" name="product_id"></select>
 
-    Amounts typed by people: crm.blueprints.products.forms.MoneyField (a WTForms field),
-    or crm.services.products.parse_money(text, locale) outside a form.
+    Amounts typed by people: crm.form_helpers.MoneyField (a WTForms field),
+    or crm.money.parse_money(text, locale) outside a form.
 """
 
 from flask import Blueprint, current_app, request, url_for
