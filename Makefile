@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := crm/static/vendor
 export FLASK_APP := app
 
-.PHONY: install run test lint format bench translations messages clean
+.PHONY: install run test lint format bench bench-smoke translations messages clean
 
 install: $(STAMP) $(VENDOR)/.copied translations
 
@@ -50,6 +50,18 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The benchmark of issue 11 on this machine's PostgreSQL and Redis (127.0.0.1): seeds
+# crm_bench at 100,000 contacts once (BENCH_ARGS=--fresh seeds it again), serves it with
+# gunicorn, prints the table and writes bench-results/bench.json. wrk drives the load
+# pass when installed (apt-get install wrk); otherwise a slower Python load generator.
+bench: install
+	@command -v wrk >/dev/null || echo "wrk is not installed (apt-get install wrk): the load pass uses the Python load generator."
+	$(PY) -m bench $(BENCH_ARGS)
+
+# The same run at 1,000 contacts in a throwaway database, in seconds (also part of make test).
+bench-smoke: install
+	$(PY) -m bench --smoke
 
 clean:
 	rm -rf $(VENV) node_modules $(VENDOR) instance

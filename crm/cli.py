@@ -1,4 +1,4 @@
-"""Flask commands: `flask seed-demo`, `flask create-admin`."""
+"""Flask commands: `flask seed-demo`, `flask seed-scale`, `flask create-admin`."""
 
 import click
 from flask import Flask
@@ -23,6 +23,41 @@ def register_commands(app: Flask) -> None:
         )
         for name, email, role, _team in DEMO_USERS:
             click.echo(f"  {role:<11} {email:<26} {name}")
+
+    @app.cli.command("seed-scale")
+    @click.option("--contacts", default=100_000, show_default=True)
+    @click.option("--companies", default=10_000, show_default=True)
+    @click.option("--deals", default=20_000, show_default=True)
+    @click.option(
+        "--activities",
+        default=200_000,
+        show_default=True,
+        help="All timeline rows, the deals' own events included.",
+    )
+    @click.option("--users", default=50, show_default=True)
+    @click.option("--seed", default=7, show_default=True, help="Same seed, same data.")
+    def seed_scale_command(contacts, companies, deals, activities, users, seed):
+        """Fill an empty database with a large company, for `make bench` (bulk inserts)."""
+        from crm.demo_data import DEMO_PASSWORD
+        from crm.scale_data import (
+            MANAGER_EMAIL,
+            REP_EMAIL,
+            DatabaseNotEmpty,
+            ScaleSizes,
+            seed_scale,
+        )
+
+        sizes = ScaleSizes(
+            contacts=contacts, companies=companies, deals=deals, activities=activities, users=users
+        )
+        click.echo(f"Seeding {db.engine.url.render_as_string(hide_password=True)} ...")
+        try:
+            report = seed_scale(sizes, seed=seed, progress=click.echo)
+        except DatabaseNotEmpty as error:
+            raise click.ClickException(str(error)) from None
+        counts = ", ".join(f"{count:,} {name}" for name, count in report.counts.items())
+        click.echo(f"Seeded in {report.total_seconds:.1f} s: {counts}.")
+        click.echo(f"Sign in as {REP_EMAIL} or {MANAGER_EMAIL}, password {DEMO_PASSWORD}.")
 
     @app.cli.command("create-admin")
     @click.argument("email")

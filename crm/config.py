@@ -64,7 +64,8 @@ class Config:
 
     PAGE_SIZE = 50
     INVITE_MAX_AGE_SECONDS = 7 * 24 * 3600
-    SQL_QUERY_COUNTING = False
+    # X-SQL-Queries on every response: the tests' N+1 guard, and `make bench` (CRM_SQL_COUNTING=1).
+    SQL_QUERY_COUNTING = _bool("CRM_SQL_COUNTING")
 
     @classmethod
     def check(cls) -> None:

@@ -19,6 +19,8 @@ class Activity(db.Model):
         CheckConstraint(f"kind IN {KINDS!r}", name="kind"),
         Index("ix_activity_contact_time", "contact_id", "occurred_at"),
         Index("ix_activity_company_time", "company_id", "occurred_at"),
+        # The start page: what I did lately.
+        Index("ix_activity_author_time", "author_id", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

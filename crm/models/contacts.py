@@ -72,6 +72,8 @@ class Contact(PostalAddress, Timestamps, db.Model):
         Index("ix_contact_sort_name_id", "sort_name", "id"),
         Index("ix_contact_last_activity_id", "last_activity_at", "id"),
         Index("ix_contact_created_id", "created_at", "id"),
+        # The start page: my leads, the least recently touched first.
+        Index("ix_contact_owner_activity", "owner_id", "last_activity_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -89,6 +89,8 @@ class Deal(Timestamps, db.Model):
     __table_args__ = (
         Index("ix_deal_stage_updated", "stage_id", "stage_entered_at"),
         Index("ix_deal_owner_close", "owner_id", "expected_close"),
+        # The deal list's default order (last updated first), walked by keyset pagination.
+        Index("ix_deal_updated_id", "updated_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

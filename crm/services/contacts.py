@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from sqlalchemy import case, func, or_, select
-from sqlalchemy.orm import contains_eager, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from crm.extensions import db
 from crm.models import Company, Contact, Tag, User
@@ -12,7 +12,7 @@ from crm.models.search_keys import email_key, phone_key
 from crm.permissions import visible_contacts
 from crm.services import keyset
 from crm.services.companies import find_or_create_company
-from crm.services.text_search import search_condition
+from crm.services.text_search import estimated_rows, search_condition, search_terms
 from crm.services.timeline import record_activity
 
 _STAGE_ORDER = case({stage: index for index, stage in enumerate(STAGES)}, value=Contact.stage)
@@ -31,6 +31,14 @@ SORTS = {
     "created": (keyset.SortKey(Contact.created_at, "datetime"), lambda c: c.created_at),
 }
 DEFAULT_SORT = "name"
+
+# A search's matches cluster in name order: "dur" finds the Durands, who sort together,
+# and "tay" the Taylors near the end. Walking the name index until a page of matches
+# turns up then reads every contact filed before them (100 ms for "tay" among 100,000).
+# When the planner expects at most this many matches, they are fetched through the
+# trigram index and sorted instead, a cost that follows their number, not their place
+# in the alphabet; a term matching more is common enough to be found early in any order.
+FEW_MATCHES = 10_000
 
 
 @dataclass
@@ -80,13 +88,13 @@ class ContactPage:
 
 
 def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> ContactPage:
-    query = (
-        visible_contacts(user)
-        .outerjoin(Contact.company)
-        .options(
-            contains_eager(Contact.company), selectinload(Contact.owner), selectinload(Contact.tags)
-        )
-    )
+    """One page of the contacts `user` may see, in the asked order, from the cursor on.
+
+    Two steps: the filtered, sorted and limited ids first, on narrow rows that an index
+    can often answer alone; then those contacts with their company, owner and tags.
+    Sorting the matches of a search whole, with every column, was most of its time.
+    """
+    query = visible_contacts(user).outerjoin(Contact.company)
     query = query.where(*search_condition(Contact.search_text, filters.q))
     if filters.stage:
         query = query.where(Contact.stage == filters.stage)
@@ -102,11 +110,38 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
         query = query.where(Contact.company_id == filters.company)
 
     key, sort_value = SORTS[filters.sort.lstrip("-")]
+    if filters.sort.lstrip("-") == "name":
+        key = keyset.SortKey(name_order(filters.q), key.kind)
     descending = filters.sort.startswith("-")
-    query = keyset.paginate(query, key, Contact.id, descending, filters.cursor, size)
-    rows = list(db.session.scalars(query).unique())
-    contacts, next_cursor = keyset.split_page(rows, size, sort_value)
+    page_ids = keyset.paginate(
+        query.with_only_columns(Contact.id), key, Contact.id, descending, filters.cursor, size
+    )
+    rows = db.session.scalars(
+        select(Contact)
+        .outerjoin(Contact.company)
+        .where(Contact.id.in_(page_ids.scalar_subquery()))
+        # The owner joined in (a few dozen users): one query and round trip fewer than a
+        # second SELECT; tags, many per contact, come in one more.
+        .options(
+            contains_eager(Contact.company), joinedload(Contact.owner), selectinload(Contact.tags)
+        )
+        .order_by(*keyset.ordering(key, Contact.id, descending))
+    )
+    contacts, next_cursor = keyset.split_page(list(rows.unique()), size, sort_value)
     return ContactPage(contacts, next_cursor, filters)
+
+
+def name_order(q: str):
+    """What to sort contacts by name with: the column, or for a search with few matches
+    (FEW_MATCHES) the same values as an expression, which no index walk can serve."""
+    terms = search_terms(q)
+    # Under three characters the trigram index cannot help: walking the names is the best left.
+    if not terms or any(len(term) < 3 for term in terms):
+        return Contact.sort_name
+    expected = estimated_rows(select(Contact.id).where(*search_condition(Contact.search_text, q)))
+    if expected is None or expected > FEW_MATCHES:
+        return Contact.sort_name
+    return Contact.sort_name.concat("")
 
 
 def find_duplicates(

@@ -56,13 +56,19 @@ def paginate(
 
     `query` must select the entity first; `key.expression` must be non-null.
     """
-    order = (key.expression.desc(), id_column.desc()) if descending else (key.expression, id_column)
-    query = query.order_by(*order)
+    query = query.order_by(*ordering(key, id_column, descending))
     position = decode_cursor(cursor, key.kind) if cursor else None
     if position is not None:
         pair = tuple_(key.expression, id_column)
         query = query.where(pair < position) if descending else query.where(pair > position)
     return query.limit(size + 1)
+
+
+def ordering(key: SortKey, id_column, descending: bool) -> tuple:
+    """The ORDER BY of a keyset page: the sort value, then the id to break ties."""
+    if descending:
+        return key.expression.desc(), id_column.desc()
+    return key.expression, id_column
 
 
 def split_page(rows: list, size: int, sort_value) -> tuple[list, str | None]:

@@ -2,6 +2,9 @@
 
 import re
 
+from sqlalchemy import Select
+
+from crm.extensions import db
 from crm.models.search_keys import fold
 
 _PHONE_LIKE = re.compile(r"^[0-9+().\s/-]+$")
@@ -27,3 +30,19 @@ def search_condition(column, text: str) -> list:
 
 def _escape_like(term: str) -> str:
     return term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def estimated_rows(query: Select) -> int | None:
+    """How many rows PostgreSQL's planner expects `query` to return, without running it.
+
+    None on other databases. One EXPLAIN: planning only, no rows read.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        return None
+    compiled = query.compile(dialect=connection.dialect)
+    plan = connection.exec_driver_sql(
+        "EXPLAIN (FORMAT JSON) " + str(compiled),  # noqa: S608  (compiled by SQLAlchemy, bound parameters)
+        compiled.params,
+    ).scalar()
+    return int(plan[0]["Plan"]["Plan Rows"])

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, union
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
@@ -54,8 +54,10 @@ def _deal_events_visible_to(user: User):
     """Entries about a deal show only to those who may see the deal."""
     from crm.permissions import visible_deals
 
-    visible = visible_deals(user).with_only_columns(Deal.id)
-    return or_(Activity.deal_id.is_(None), Activity.deal_id.in_(visible))
+    # EXISTS per entry rather than IN (all visible deals): PostgreSQL cannot use an IN list
+    # built once inside the index lookups of the company timeline, and read every activity.
+    visible = visible_deals(user).with_only_columns(Deal.id).where(Deal.id == Activity.deal_id)
+    return or_(Activity.deal_id.is_(None), visible.exists())
 
 
 def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
@@ -70,15 +72,28 @@ def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -
 
 
 def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
-    contact_ids = select(Contact.id).where(Contact.company_id == company.id)
+    """What was logged on the company, and by or about its people (also before they joined).
+
+    The newest of each kind are picked apart, each by its own index, then merged: as one
+    condition with OR, PostgreSQL read the whole activity table (100 ms at 200,000 rows).
+    """
+    newest_first = (Activity.occurred_at.desc(), Activity.id.desc())
+    visible = _deal_events_visible_to(user)
+    people = select(Contact.id).where(Contact.company_id == company.id)
+    branches = [
+        select(Activity.id)
+        .where(condition, visible)
+        .order_by(*newest_first)
+        .limit(limit)
+        .subquery()
+        for condition in (Activity.company_id == company.id, Activity.contact_id.in_(people))
+    ]
+    candidates = union(*(select(branch.c.id) for branch in branches))
     query = (
         select(Activity)
-        .where(
-            or_(Activity.company_id == company.id, Activity.contact_id.in_(contact_ids)),
-            _deal_events_visible_to(user),
-        )
+        .where(Activity.id.in_(candidates))
         .options(joinedload(Activity.author), joinedload(Activity.contact))
-        .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+        .order_by(*newest_first)
         .limit(limit)
     )
     return list(db.session.scalars(query))

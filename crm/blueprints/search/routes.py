@@ -8,6 +8,7 @@ from crm import htmx as hx
 from crm.extensions import db
 from crm.models import Company, Contact
 from crm.permissions import requires, visible_companies, visible_contacts
+from crm.services.contacts import name_order
 from crm.services.text_search import search_condition
 
 bp = Blueprint("search", __name__, url_prefix="/search")
@@ -25,7 +26,7 @@ def results():
                 visible_contacts(current_user)
                 .where(*search_condition(Contact.search_text, q))
                 .options(selectinload(Contact.company))
-                .order_by(Contact.sort_name, Contact.id)
+                .order_by(name_order(q), Contact.id)
                 .limit(limit)
             )
         )

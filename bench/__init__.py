@@ -1,0 +1,1 @@
+"""The benchmark of issue 11: `make bench` (see bench/run.py), `make bench-smoke`."""

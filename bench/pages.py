@@ -1,0 +1,72 @@
+"""What the benchmark measures, in one place: pages, writes and the targets they must meet.
+
+A page's path may name ids found in the seeded database ({contact}, {company},
+{deal}: see `bench.run.find_records`) and {term}, which cycles through SEARCH_TERMS.
+When the agenda, incidents and interventions land, their pages join PAGES here
+(agenda week for the team, incident queue, dispatch board), and their writes
+(create a task) join WRITES.
+"""
+
+from dataclasses import dataclass
+
+# The issue's targets, on the two-core machine with 100,000 contacts.
+P95_MS = 50  # sequential, every page and write
+REQUESTS_PER_SECOND = 300  # under load, contact list and search
+SQL_QUERIES = 10  # per request, whatever the data size
+LIST_PAGE_BYTES = 60 * 1024
+FRAGMENT_BYTES = 20 * 1024
+RSS_BYTES = 150 * 1024 * 1024  # each web worker, and the RQ worker
+
+# A few letters, as somebody types them in the search box: surnames, first names, a city.
+SEARCH_TERMS = ("dur", "mer", "gir", "lam", "rou", "cam", "oli", "hel", "lyon", "bonn")
+
+
+@dataclass(frozen=True)
+class Page:
+    name: str
+    path: str
+    role: str = "sales"  # who asks: "sales" (a rep) or "manager" (their team's deals)
+    # The element an htmx request swaps into ("tbody#contact-rows"): a list page (the board
+    # too) answers it with the rows alone, measured as the fragment; list pages have the
+    # size targets.
+    fragment_target: str | None = None
+    load: bool = False  # also driven by the load tool
+
+    @property
+    def is_list(self) -> bool:
+        return self.fragment_target is not None
+
+
+PAGES = (
+    Page("start page", "/"),
+    Page("contact list", "/contacts", fragment_target="tbody#contact-rows", load=True),
+    Page("contact search", "/contacts?q={term}", fragment_target="tbody#contact-rows", load=True),
+    Page(
+        "contacts, stage filter", "/contacts?stage=customer", fragment_target="tbody#contact-rows"
+    ),
+    Page("contacts by activity", "/contacts?sort=-activity", fragment_target="tbody#contact-rows"),
+    Page("contact, long timeline", "/contacts/{contact}"),
+    Page("company list", "/companies", fragment_target="tbody#company-rows"),
+    Page("company search", "/companies?q={term}", fragment_target="tbody#company-rows"),
+    Page("company, most people", "/companies/{company}"),
+    Page("global search", "/search?q={term}"),
+    Page("deal board", "/deals", fragment_target="div#deal-board"),
+    Page("deal board, team", "/deals", role="manager", fragment_target="div#deal-board"),
+    Page("deal list", "/deals/list", fragment_target="tbody#deal-rows"),
+    Page("deal list, team", "/deals/list", role="manager", fragment_target="tbody#deal-rows"),
+    Page("deal page", "/deals/{deal}"),
+    Page("forecast, team", "/deals/forecast", role="manager"),
+)
+
+
+@dataclass(frozen=True)
+class Write:
+    name: str
+    kind: str  # how bench.run builds the request: "log_call", "move_deal", "create_contact"
+
+
+WRITES = (
+    Write("log a call", "log_call"),
+    Write("move a deal", "move_deal"),
+    Write("create a contact", "create_contact"),
+)

@@ -1,0 +1,775 @@
+"""A database at scale for `make bench`: `flask seed-scale`.
+
+100,000 contacts, 10,000 companies, 20,000 deals and 200,000 activities by
+default, the same names as the demo, spread over 50 users in teams. Rows are
+written in batches of 5,000, never one ORM object at a time: PostgreSQL's COPY
+(through each column's own type, as an INSERT would bind it), a SQLAlchemy Core
+INSERT per batch on other databases. On PostgreSQL the big tables' secondary
+indexes and foreign keys are dropped for the load and built again after it, as
+pg_restore does, then VACUUM ANALYZE gives the planner the sizes.
+
+Derived columns are what the app itself would store: a contact's keys are those
+of `Contact.refresh_keys` (computed here with the folding cached, and compared
+with refresh_keys itself every thousandth contact); companies, deals and
+products get their folded keys; a deal's stage, stage_entered_at and closed_at
+agree with its last stage-history row, its amount with its lines; a contact's
+last_activity_at is its latest non-system activity (or its creation).
+
+Ids are given here rather than by the database, so that rows can point at each
+other without reading anything back; this is why the database must be empty.
+The id sequences are moved past them at the end.
+"""
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from functools import lru_cache
+from types import SimpleNamespace
+
+from sqlalchemy import JSON, func, select, text
+
+from crm.demo_data import (
+    CALL_NOTES,
+    CITIES,
+    COMPANY_NAMES,
+    COMPANY_WORDS,
+    DEAL_WORDS,
+    DEMO_PASSWORD,
+    FIRST_NAMES,
+    INDUSTRIES,
+    LAST_NAMES,
+    LOST_REASONS,
+    NOTES,
+    PRODUCTS,
+    TAGS,
+    TITLES,
+)
+from crm.extensions import db
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    DealLine,
+    DealStageHistory,
+    Product,
+    Quota,
+    Tag,
+    Team,
+    User,
+    contact_tag,
+)
+from crm.models.search_keys import email_key, fold, phone_key
+from crm.models.types import utcnow
+from crm.services.deals import create_default_pipelines
+from crm.services.passwords import hash_password
+
+BATCH = 5_000
+# Their secondary indexes are dropped during the load and built again after it (PostgreSQL).
+BULK_TABLES = (
+    "company",
+    "contact",
+    "contact_tag",
+    "deal",
+    "deal_line",
+    "deal_stage_history",
+    "activity",
+)
+SALES_TEAMS = ("Sales North", "Sales South", "Sales East", "Sales West")
+EMAIL_DOMAIN = "scale.example"
+# What the benchmark signs in as; every user has the password given to seed_scale().
+REP_EMAIL = f"rep1@{EMAIL_DOMAIN}"
+MANAGER_EMAIL = f"manager1@{EMAIL_DOMAIN}"
+ADMIN_EMAIL = f"admin@{EMAIL_DOMAIN}"
+
+
+class DatabaseNotEmpty(RuntimeError):
+    """seed-scale numbers its own rows: it fills an empty database only."""
+
+
+@dataclass
+class ScaleSizes:
+    contacts: int = 100_000
+    companies: int = 10_000
+    deals: int = 20_000
+    # Every row of the timeline: the deals' own events first, calls, notes and mails for the rest.
+    activities: int = 200_000
+    users: int = 50
+    # Contacts with hundreds of activities, for the contact page with a long timeline.
+    long_timelines: int = 10
+    long_timeline_length: int = 500
+
+
+@dataclass
+class SeedReport:
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def seed_scale(
+    sizes: ScaleSizes | None = None,
+    *,
+    seed: int = 7,
+    password: str = DEMO_PASSWORD,
+    progress: Callable[[str], None] = lambda message: None,
+) -> SeedReport:
+    sizes = sizes or ScaleSizes()
+    if db.session.scalar(select(func.count(User.id))):
+        raise DatabaseNotEmpty("the database already has users: seed-scale needs an empty one")
+    seeder = _Seeder(sizes, random.Random(seed), progress)
+    seeder.step("users", lambda: seeder.users(hash_password(password)))
+    seeder.step("catalogue", seeder.catalogue)
+    deferred = seeder.drop_indexes_and_foreign_keys() if seeder.postgres else []
+    try:
+        seeder.step("companies", seeder.companies)
+        seeder.step("contacts", seeder.contacts)
+        seeder.step("deals", seeder.deals)
+        seeder.step("activities", seeder.activities)
+        seeder.step("quotas", seeder.quotas)
+    finally:
+        db.session.rollback()  # nothing pending after a success; a failed batch otherwise
+        seeder.step("indexes", lambda: seeder.restore(deferred))
+    seeder.step("analyze", seeder.finish)
+    return seeder.report
+
+
+class _Seeder:
+    def __init__(self, sizes: ScaleSizes, rng: random.Random, progress):
+        self.sizes = sizes
+        self.rng = rng
+        self.progress = progress
+        self.report = SeedReport()
+        self.now = utcnow().replace(microsecond=0)
+        self.postgres = db.engine.dialect.name == "postgresql"
+
+    def step(self, name: str, work: Callable[[], None]) -> None:
+        started = time.perf_counter()
+        work()
+        db.session.commit()
+        self.report.seconds[name] = round(time.perf_counter() - started, 2)
+        self.progress(f"  {name:<11} {self.report.seconds[name]:6.1f} s")
+
+    def insert(self, model_or_table, rows: Iterable[dict]) -> int:
+        """Write the rows in batches: COPY on PostgreSQL, a Core INSERT per batch elsewhere."""
+        table = getattr(model_or_table, "__table__", model_or_table)
+        count = 0
+        for batch in _batches(rows, BATCH):
+            if self.postgres:
+                _copy(table, batch)
+            else:
+                db.session.execute(table.insert(), batch)
+            count += len(batch)
+        self.report.counts[table.name] = self.report.counts.get(table.name, 0) + count
+        return count
+
+    # ---- users and teams -------------------------------------------------
+
+    def users(self, password_hash: str) -> None:
+        teams = list(SALES_TEAMS) + ["Support", "Field"]
+        self.insert(Team, [{"id": i + 1, "name": name} for i, name in enumerate(teams)])
+        team_id = {name: i + 1 for i, name in enumerate(teams)}
+        roles = _roles(self.sizes.users)
+        names = self._unique_people(len(roles))
+        counters: dict[str, int] = {}
+        rows = []
+        for index, role in enumerate(roles):
+            counters[role] = counters.get(role, 0) + 1
+            n = counters[role]
+            prefix = {"sales": "rep", "technician": "tech"}.get(role, role)
+            email = ADMIN_EMAIL if role == "admin" else f"{prefix}{n}@{EMAIL_DOMAIN}"
+            team = None
+            if role in ("manager", "sales"):
+                team = SALES_TEAMS[(n - 1) % len(SALES_TEAMS)]
+            elif role == "support":
+                team = "Support"
+            elif role == "technician":
+                team = "Field"
+            rows.append(
+                {
+                    "id": index + 1,
+                    "email": email,
+                    "name": names[index],
+                    "password_hash": password_hash,
+                    "role": role,
+                    "team_id": team_id[team] if team else None,
+                    "active": True,
+                    "session_token": f"scale-{index + 1}-{self.rng.getrandbits(128):032x}",
+                    "created_at": self.now - timedelta(days=800),
+                }
+            )
+        self.insert(User, rows)
+        self.user_rows = rows
+        self.reps = [r["id"] for r in rows if r["role"] == "sales"]
+        self.owners = [r["id"] for r in rows if r["role"] in ("sales", "manager")]
+        self.office = [r["id"] for r in rows if r["role"] in ("sales", "manager", "support")]
+        self.teams_of_reps = {r["team_id"] for r in rows if r["role"] == "sales"}
+
+    def _unique_people(self, count: int) -> list[str]:
+        pairs = [f"{first} {last}" for first in FIRST_NAMES for last in LAST_NAMES]
+        self.rng.shuffle(pairs)
+        return [
+            pairs[i % len(pairs)] + (f" {i // len(pairs) + 1}" if i >= len(pairs) else "")
+            for i in range(count)
+        ]
+
+    # ---- tags, products, pipelines ----------------------------------------
+
+    def catalogue(self) -> None:
+        self.insert(Tag, [{"id": i + 1, "name": name} for i, name in enumerate(TAGS)])
+        self.products = []
+        for i, (code, name, price, cost) in enumerate(PRODUCTS):
+            self.products.append(
+                {
+                    "id": i + 1,
+                    "code": code,
+                    "name": name,
+                    "name_key": fold(name),
+                    "unit_price": Decimal(price),
+                    "unit_cost": Decimal(cost),
+                    "active": True,
+                }
+            )
+        self.insert(Product, self.products)
+        # The two default pipelines, made as the app makes them: a dozen ORM rows.
+        self.pipelines = create_default_pipelines()
+        db.session.flush()
+
+    # ---- companies ---------------------------------------------------------
+
+    def companies(self) -> None:
+        rng, count = self.rng, self.sizes.companies
+        seen: set[str] = set()
+        self.company_names: list[str] = []
+        self.company_places: list[tuple[str, str]] = []
+        rows = []
+        for index in range(count):
+            city, postcode = rng.choice(CITIES)
+            base = f"{rng.choice(COMPANY_WORDS)} {rng.choice(COMPANY_NAMES)}"
+            name = base if base not in seen else f"{base} {city}"
+            suffix = 2
+            while name in seen:
+                name = f"{base} {city} {suffix}"
+                suffix += 1
+            seen.add(name)
+            created = self.now - timedelta(days=rng.randint(60, 900))
+            slug = "".join(ch for ch in fold(name) if ch.isalnum())[:24]
+            rows.append(
+                {
+                    "id": index + 1,
+                    "name": name,
+                    "name_key": fold(name),
+                    "stage": rng.choice(("lead", "prospect", "customer", "customer", "former")),
+                    "industry": rng.choice(INDUSTRIES),
+                    "employees": rng.choice((3, 8, 15, 40, 120, 250, 800)),
+                    "website": f"https://{slug}.example",
+                    "email": f"contact@{slug}.example",
+                    "phone": _phone(rng, index, "4"),
+                    "city": city,
+                    "postcode": postcode,
+                    "country": "France",
+                    "owner_id": rng.choice(self.owners),
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            self.company_names.append(name)
+            self.company_places.append((city, postcode))
+        self.insert(Company, rows)
+
+    # ---- contacts ----------------------------------------------------------
+
+    def contacts(self) -> None:
+        """Who they are, which company, who owns them; then when they were last touched."""
+        rng, sizes = self.rng, self.sizes
+        n, companies = sizes.contacts, sizes.companies
+        self.contact_company: list[int | None] = []
+        self.contact_owner: list[int] = []
+        self.contact_created: list[datetime] = []
+        self.contact_names: list[str] = []
+        for _ in range(n):
+            # A few large customers and many small ones: the first companies get the most people.
+            company = int(companies * rng.random() ** 1.5) + 1 if rng.random() < 0.85 else None
+            self.contact_company.append(company if companies else None)
+            self.contact_owner.append(rng.choice(self.owners))
+            self.contact_created.append(
+                self.now - timedelta(days=rng.randint(30, 700), seconds=rng.randint(0, 86_399))
+            )
+        self._plan_activities()
+        self.insert(Contact, (self._contact_row(i) for i in range(n)))
+        tagged = []
+        for i in range(n):
+            for tag_id in rng.sample(range(1, len(TAGS) + 1), rng.choice((0, 0, 0, 1, 1, 2))):
+                tagged.append({"contact_id": i + 1, "tag_id": tag_id})
+        self.insert(contact_tag, tagged)
+
+    def _contact_row(self, index: int) -> dict:
+        rng = self.rng
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        company_id = self.contact_company[index]
+        company_name = self.company_names[company_id - 1] if company_id else None
+        local = _email_part(f"{first}.{last}")
+        domain = (
+            _email_part(company_name).replace(".", "")[:14] + ".example"
+            if company_name
+            else rng.choice(("gmail.example", "orange.example", "free.example"))
+        )
+        keys = _contact_keys(
+            first, last, f"{local}{index + 1}@{domain}", _phone(rng, index, "6"), company_name
+        )
+        if index % 1_000 == 0:
+            _check_contact_keys(keys, company_name)
+        city, postcode = self.company_places[company_id - 1] if company_id else rng.choice(CITIES)
+        created = self.contact_created[index]
+        self.contact_names.append(f"{first} {last}")
+        return {
+            "id": index + 1,
+            "first_name": first,
+            "last_name": last,
+            "title": rng.choice(TITLES),
+            "email": keys["email"],
+            "phone": keys["phone"],
+            "stage": rng.choice(("lead", "lead", "prospect", "customer", "former")),
+            "source": rng.choice(("website", "trade fair", "referral", "cold call")),
+            "score": rng.randint(0, 100),
+            "company_id": company_id,
+            "owner_id": self.contact_owner[index],
+            "city": city,
+            "postcode": postcode,
+            "country": "France",
+            "created_at": created,
+            "updated_at": created,
+            "last_activity_at": self.last_touch[index],
+            "sort_name": keys["sort_name"],
+            "email_key": keys["email_key"],
+            "phone_key": keys["phone_key"],
+            "search_text": keys["search_text"],
+        }
+
+    def _plan_activities(self) -> None:
+        """Which contact each call or note goes to, and when: last_activity_at follows from it."""
+        rng, sizes = self.rng, self.sizes
+        n = sizes.contacts
+        deal_events = self._planned_deal_events()
+        budget = max(sizes.activities - deal_events, 0)
+        long_ones = min(sizes.long_timelines, n, budget // max(sizes.long_timeline_length, 1))
+        step = max(n // max(long_ones, 1), 1)
+        self.long_timeline_contacts = [1 + i * step for i in range(long_ones)]
+        planned: list[tuple[int, datetime]] = []
+        for contact_id in self.long_timeline_contacts:
+            planned += [
+                (contact_id - 1, self._moment_after(self.contact_created[contact_id - 1]))
+                for _ in range(sizes.long_timeline_length)
+            ]
+        while len(planned) < budget and n:
+            index = rng.randrange(n)
+            planned.append((index, self._moment_after(self.contact_created[index])))
+        self.planned_activities = planned
+        self.last_touch = list(self.contact_created)
+        for index, when in planned:
+            if when > self.last_touch[index]:
+                self.last_touch[index] = when
+
+    def _moment_after(self, start: datetime) -> datetime:
+        span = (self.now - start).total_seconds()
+        return start + timedelta(seconds=int(span * self.rng.random() ** 0.5))
+
+    # ---- deals -------------------------------------------------------------
+
+    def _planned_deal_events(self) -> int:
+        """One event per deal created and per move; the paths are drawn now, used in deals()."""
+        rng = self.rng
+        self.deal_paths = []
+        new_business = list(_DEFAULT_STAGE_KINDS["New business"])
+        renewals = list(_DEFAULT_STAGE_KINDS["Renewals"])
+        events = 0
+        for index in range(self.sizes.deals):
+            kinds = renewals if index % 5 == 4 else new_business
+            # Most deals are still open; the others are won or lost.
+            weights = [5 if kind == "open" else 3 for kind in kinds]
+            target = rng.choices(range(len(kinds)), weights)[0]
+            path = []
+            for position, kind in enumerate(kinds):
+                if position > target:
+                    break
+                if kind == "won" and kinds[target] == "lost":
+                    continue
+                path.append(position)
+            self.deal_paths.append(path)
+            events += len(path)
+        return events
+
+    def deals(self) -> None:
+        rng = self.rng
+        stage_ids = {p.name: [s.id for s in p.stages] for p in self.pipelines}
+        stage_names = {p.name: [s.name for s in p.stages] for p in self.pipelines}
+        stage_kinds = {p.name: [s.kind for s in p.stages] for p in self.pipelines}
+        pipeline_ids = {p.name: p.id for p in self.pipelines}
+        deals, lines, history = [], [], []
+        self.deal_events: list[dict] = []
+        line_id = history_id = 0
+        for index, path in enumerate(self.deal_paths):
+            pipeline = "Renewals" if index % 5 == 4 else "New business"
+            deal_id = index + 1
+            contact_index = rng.randrange(self.sizes.contacts) if self.sizes.contacts else None
+            contact_id = contact_index + 1 if contact_index is not None else None
+            company_id = self.contact_company[contact_index] if contact_index is not None else None
+            about = (
+                self.company_names[company_id - 1]
+                if company_id
+                else (self.contact_names[contact_index] if contact_index is not None else "")
+            )
+            title = f"{rng.choice(DEAL_WORDS)} {about}".strip()
+            owner = rng.choice(self.reps) if rng.random() < 0.95 else rng.choice(self.owners)
+            created = self.now - timedelta(days=rng.randint(3, 365), seconds=rng.randint(0, 86_399))
+            moments = sorted(self._moment_after(created) for _ in path[1:])
+            moments = [created] + moments
+            amount = Decimal("0")
+            for position in range(rng.randint(1, 3)):
+                product = rng.choice(self.products)
+                quantity = Decimal(rng.choice((1, 1, 2, 3, 5, 10)))
+                discount = Decimal(rng.choice((0, 0, 0, 5, 10)))
+                line_id += 1
+                line = {
+                    "id": line_id,
+                    "deal_id": deal_id,
+                    "product_id": product["id"],
+                    "description": product["name"],
+                    "quantity": quantity,
+                    "unit_price": product["unit_price"],
+                    "unit_cost": product["unit_cost"],
+                    "discount_percent": discount,
+                    "position": position,
+                }
+                lines.append(line)
+                amount += _line_total(line)
+            previous = None
+            for step, (position, moment) in enumerate(zip(path, moments, strict=True)):
+                history_id += 1
+                stage_id = stage_ids[pipeline][position]
+                history.append(
+                    {
+                        "id": history_id,
+                        "deal_id": deal_id,
+                        "from_stage_id": previous,
+                        "to_stage_id": stage_id,
+                        "changed_by_id": owner,
+                        "changed_at": moment,
+                    }
+                )
+                if step == 0:
+                    data = {"event": "deal_created", "deal": title}
+                else:
+                    data = {
+                        "event": "deal_stage",
+                        "deal": title,
+                        "from": stage_names[pipeline][path[step - 1]],
+                        "to": stage_names[pipeline][position],
+                    }
+                self.deal_events.append(
+                    {
+                        "deal_id": deal_id,
+                        "contact_id": contact_id,
+                        "company_id": company_id,
+                        "author_id": owner,
+                        "occurred_at": moment,
+                        "data": data,
+                    }
+                )
+                previous = stage_id
+            kind = stage_kinds[pipeline][path[-1]]
+            lost_reason = rng.choice(LOST_REASONS) if kind == "lost" else None
+            if lost_reason:
+                self.deal_events[-1]["data"]["reason"] = lost_reason
+            deals.append(
+                {
+                    "id": deal_id,
+                    "title": title,
+                    "title_key": fold(title),
+                    "pipeline_id": pipeline_ids[pipeline],
+                    "stage_id": previous,
+                    "amount": amount,
+                    "currency": "EUR",
+                    "expected_close": (created + timedelta(days=rng.randint(20, 150))).date(),
+                    "owner_id": owner,
+                    "updated_by_id": owner,
+                    "contact_id": contact_id,
+                    "company_id": company_id,
+                    "source": rng.choice(("website", "trade fair", "referral", "cold call")),
+                    "lost_reason": lost_reason,
+                    "stage_entered_at": moments[-1],
+                    "closed_at": moments[-1] if kind != "open" else None,
+                    "created_at": created,
+                    "updated_at": moments[-1],
+                    "version_id": len(path),
+                }
+            )
+        self.insert(Deal, deals)
+        self.insert(DealLine, lines)
+        self.insert(DealStageHistory, history)
+
+    # ---- activities --------------------------------------------------------
+
+    def activities(self) -> None:
+        self.insert(Activity, self._activity_rows())
+        self.report.counts["long timelines"] = len(self.long_timeline_contacts)
+
+    def _activity_rows(self) -> Iterator[dict]:
+        rng = self.rng
+        activity_id = 0
+        for event in self.deal_events:
+            activity_id += 1
+            yield {
+                "id": activity_id,
+                "kind": "system",
+                "subject": None,
+                "body": None,
+                "outcome": None,
+                "duration_minutes": None,
+                "created_at": event["occurred_at"],
+                **event,
+            }
+        for index, when in self.planned_activities:
+            activity_id += 1
+            kind = rng.choice(("call", "call", "call", "note", "note", "email", "meeting", "visit"))
+            owner = self.contact_owner[index]
+            yield {
+                "id": activity_id,
+                "kind": kind,
+                "subject": "Follow-up" if kind in ("email", "meeting") else None,
+                "body": rng.choice(CALL_NOTES if kind in ("call", "meeting", "visit") else NOTES),
+                "outcome": rng.choice(("reached", "voicemail", "no_answer"))
+                if kind == "call"
+                else None,
+                "duration_minutes": rng.choice((5, 10, 15, 30, 60))
+                if kind in ("call", "meeting")
+                else None,
+                "data": None,
+                "occurred_at": when,
+                "created_at": when,
+                "author_id": owner if rng.random() < 0.7 else rng.choice(self.office),
+                "contact_id": index + 1,
+                "company_id": self.contact_company[index],
+                "deal_id": None,
+            }
+
+    # ---- quotas, then statistics ------------------------------------------
+
+    def quotas(self) -> None:
+        """A monthly target for every rep and a quarterly one for every sales team."""
+        today = self.now.date()
+        month = today.replace(day=1)
+        quarter = month.replace(month=3 * ((month.month - 1) // 3) + 1)
+        rows = []
+        for user_id in self.reps:
+            for offset in (-1, 0, 1):
+                rows.append(
+                    {
+                        "user_id": user_id,
+                        "team_id": None,
+                        "period_kind": "month",
+                        "period_start": _add_months(month, offset),
+                        "target": Decimal(self.rng.choice((15_000, 20_000, 25_000))),
+                    }
+                )
+        for team_id in sorted(t for t in self.teams_of_reps if t):
+            rows.append(
+                {
+                    "user_id": None,
+                    "team_id": team_id,
+                    "period_kind": "quarter",
+                    "period_start": quarter,
+                    "target": Decimal(400_000),
+                }
+            )
+        self.insert(Quota, rows)
+
+    def drop_indexes_and_foreign_keys(self) -> list[str]:
+        """Drop the secondary indexes and foreign keys of the big tables, as pg_restore does.
+
+        Building an index once over all the rows is many times faster than updating it row
+        by row (the trigram GIN indexes most of all), and checking a foreign key once for
+        the whole table is a join instead of a lookup per row. Returns the statements that
+        put them back, with their names, so that the schema ends exactly as migrated.
+        """
+        tables = {"tables": list(BULK_TABLES)}
+        indexes = db.session.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes "
+                "WHERE schemaname = current_schema() AND tablename = ANY(:tables) "
+                "AND indexname NOT IN (SELECT conname FROM pg_constraint WHERE contype IN ('p', 'u'))"
+            ),
+            tables,
+        ).all()
+        foreign_keys = db.session.execute(
+            text(
+                "SELECT c.conname, t.relname, pg_get_constraintdef(c.oid) FROM pg_constraint c "
+                "JOIN pg_class t ON t.oid = c.conrelid "
+                "WHERE c.contype = 'f' AND t.relname = ANY(:tables) "
+                "AND t.relnamespace = current_schema()::regnamespace"
+            ),
+            tables,
+        ).all()
+        for name, table, _definition in foreign_keys:
+            db.session.execute(text(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"'))
+        for name, _definition in indexes:
+            db.session.execute(text(f'DROP INDEX "{name}"'))
+        db.session.commit()
+        return [definition for _name, definition in indexes] + [
+            f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}'
+            for name, table, definition in foreign_keys
+        ]
+
+    def restore(self, statements: list[str]) -> None:
+        if statements:
+            db.session.execute(text("SET LOCAL maintenance_work_mem = '256MB'"))
+        for statement in statements:
+            db.session.execute(text(statement))
+
+    def finish(self) -> None:
+        """Move the id sequences past the rows written here, and give the planner statistics."""
+        if not self.postgres:
+            db.session.execute(text("ANALYZE"))
+            return
+        for table in db.metadata.sorted_tables:
+            if "id" in table.c and table.c.id.autoincrement is not False and table.c.id.primary_key:
+                db.session.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('\"{table.name}\"', 'id'), "  # noqa: S608
+                        f'coalesce((SELECT max(id) FROM "{table.name}"), 0) + 1, false)'
+                    )
+                )
+        db.session.commit()
+        # VACUUM cannot run in a transaction; it also marks the pages all-visible, so that
+        # index-only scans work on the new rows at once, as they would after autovacuum.
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+
+
+# (kind of each stage) per default pipeline, in order: the paths are drawn before the rows exist.
+def _stage_kinds() -> dict[str, tuple[str, ...]]:
+    from crm.services.deals import DEFAULT_PIPELINES
+
+    return {name: tuple(stage[2] for stage in stages) for name, stages in DEFAULT_PIPELINES.items()}
+
+
+_DEFAULT_STAGE_KINDS = _stage_kinds()
+
+
+# The same few names and companies come back thousands of times: fold each once.
+_fold = lru_cache(maxsize=65_536)(fold)
+
+
+@lru_cache(maxsize=65_536)
+def _email_part(text: str) -> str:
+    return "".join(ch for ch in fold(text) if ch.isalnum() or ch == ".")
+
+
+def _contact_keys(first: str, last: str, email: str, phone: str, company_name: str | None) -> dict:
+    """What Contact.refresh_keys stores, with the folding cached (checked by _check_contact_keys)."""
+    email_folded, phone_folded = email_key(email), phone_key(phone)
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    parts = (
+        _fold(first),
+        _fold(last),
+        email_folded,
+        digits,
+        phone_folded,
+        _fold(company_name or ""),
+    )
+    return {
+        "first_name": first,
+        "last_name": last,
+        "email": email,
+        "phone": phone,
+        "sort_name": _fold(f"{last} {first}")[:210],
+        "email_key": email_folded,
+        "phone_key": phone_folded,
+        "search_text": " ".join(part for part in parts if part),
+    }
+
+
+def _check_contact_keys(keys: dict, company_name: str | None) -> None:
+    """Run the model's own refresh_keys on the same contact: the seed must store what it would."""
+    contact = SimpleNamespace(
+        first_name=keys["first_name"],
+        last_name=keys["last_name"],
+        email=keys["email"],
+        phone=keys["phone"],
+        company=SimpleNamespace(name=company_name) if company_name else None,
+    )
+    Contact.refresh_keys(contact)
+    for name in ("sort_name", "email_key", "phone_key", "search_text"):
+        if getattr(contact, name) != keys[name]:
+            raise RuntimeError(f"seed-scale computes {name} unlike Contact.refresh_keys")
+
+
+def _roles(count: int) -> list[str]:
+    """1 admin, a manager per sales team, 16% support, 10% technicians, the rest sales reps."""
+    managers = min(len(SALES_TEAMS), max(count // 12, 1))
+    support = count * 16 // 100
+    technicians = count // 10
+    sales = max(count - 1 - managers - support - technicians, 1)
+    return (
+        ["admin"]
+        + ["manager"] * managers
+        + ["sales"] * sales
+        + ["support"] * support
+        + ["technician"] * technicians
+    )
+
+
+def _phone(rng: random.Random, index: int, prefix: str) -> str:
+    return f"+33 {prefix} {rng.randint(10, 99)} {rng.randint(10, 99)} {index // 100 % 100:02d} {index % 100:02d}"
+
+
+def _line_total(line: dict) -> Decimal:
+    """DealLine.total, on a plain row."""
+    gross = line["quantity"] * line["unit_price"]
+    return (gross * (100 - line["discount_percent"]) / 100).quantize(Decimal("0.01"))
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.year * 12 + day.month - 1 + months
+    return date(month_index // 12, month_index % 12 + 1, 1)
+
+
+def _copy(table, rows: list[dict]) -> None:
+    """COPY the rows into `table` in the session's transaction, through each column's own
+    bind processing (UTC datetimes stored naive, JSON serialized) as an INSERT would."""
+    dialect = db.engine.dialect
+    columns = list(rows[0])
+    processors = [
+        json.dumps
+        if isinstance(table.c[name].type, JSON)
+        else table.c[name].type.bind_processor(dialect)
+        for name in columns
+    ]
+    quoted = ", ".join(f'"{name}"' for name in columns)
+    cursor = db.session.connection().connection.driver_connection.cursor()
+    with cursor, cursor.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+        for row in rows:
+            copy.write_row(
+                [
+                    process(row[name]) if process and row[name] is not None else row[name]
+                    for name, process in zip(columns, processors, strict=True)
+                ]
+            )
+
+
+def _batches(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
