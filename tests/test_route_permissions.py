@@ -7,9 +7,9 @@ every route with every role and checks allowed versus forbidden.
 import pytest
 
 from crm.extensions import db
+from crm.models import DealLine
 from crm.models.users import ROLES
 from crm.permissions import POLICY, PUBLIC
-from crm.models import DealLine
 from tests.factories import make_company, make_contact, make_deal, make_product, make_user
 
 SKIP_ENDPOINTS = {"static"}
