@@ -343,7 +343,7 @@ def _seed_deals(rng, count, contacts, reps, users) -> None:
         # Spread the history over the past weeks so that cycle lengths and stalled flags mean something.
         age = timedelta(days=rng.randint(3, 90))
         deal.created_at = utcnow() - age
-        deal.stage_entered_at -= age / 2
+        deal.stage_entered_at = utcnow() - age / 2
         if deal.closed_at:
             deal.closed_at -= age / 3
         if index % 20 == 19:
