@@ -76,7 +76,11 @@ def _init_extensions(app: Flask) -> None:
 
         # Under htmx the request may be for a fragment: come back to the page the user was on.
         current = urlsplit(request.headers.get("HX-Current-URL", "")) if hx.is_htmx() else None
-        here = (current.path + (f"?{current.query}" if current.query else "")) if current and current.path else None
+        here = (
+            (current.path + (f"?{current.query}" if current.query else ""))
+            if current and current.path
+            else None
+        )
         return hx.full_reload(url_for("auth.login", next=here or request.full_path.rstrip("?")))
 
 
@@ -101,15 +105,32 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.admin.routes import bp as admin_bp
+    from crm.blueprints.agenda.routes import bp as agenda_bp
     from crm.blueprints.auth.routes import bp as auth_bp
     from crm.blueprints.companies.routes import bp as companies_bp
     from crm.blueprints.contacts.routes import bp as contacts_bp
     from crm.blueprints.deals import bp as deals_bp
+    from crm.blueprints.feeds.routes import bp as feeds_bp
     from crm.blueprints.main.routes import bp as main_bp
+    from crm.blueprints.notifications.routes import bp as notifications_bp
     from crm.blueprints.products.routes import bp as products_bp
     from crm.blueprints.search.routes import bp as search_bp
+    from crm.blueprints.tasks.routes import bp as tasks_bp
 
-    blueprints = (main_bp, auth_bp, contacts_bp, companies_bp, deals_bp, products_bp, search_bp, admin_bp)
+    blueprints = (
+        main_bp,
+        auth_bp,
+        contacts_bp,
+        companies_bp,
+        deals_bp,
+        products_bp,
+        search_bp,
+        agenda_bp,
+        tasks_bp,
+        notifications_bp,
+        feeds_bp,
+        admin_bp,
+    )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
 
@@ -144,9 +165,11 @@ def _register_error_pages(app: Flask) -> None:
 
 def _register_template_helpers(app: Flask) -> None:
     from crm import formatting, labels
-    from crm.permissions import can
+    from crm.permissions import can, can_edit_event, event_details_visible
 
-    app.jinja_env.globals.update(can=can)
+    app.jinja_env.globals.update(
+        can=can, can_edit_event=can_edit_event, event_details_visible=event_details_visible
+    )
     app.jinja_env.filters.update(formatting.FILTERS)
     app.jinja_env.add_extension("jinja2.ext.do")
 

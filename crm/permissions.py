@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import Select, false, select
 
 from crm.extensions import db, login_manager
-from crm.models import Activity, Company, Contact, Deal, User
+from crm.models import Activity, Company, Contact, Deal, Event, Task, User
 
 ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN = "admin", "manager", "sales", "support", "technician"
 EVERYONE = frozenset({ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN})
@@ -42,6 +42,13 @@ POLICY: dict[str, frozenset[str]] = {
     "products.manage": frozenset({ADMIN, MANAGER}),
     "pipelines.manage": frozenset({ADMIN}),
     "agenda.view": EVERYONE,
+    # Record rules on top (crm/permissions.py can_edit_event): organizers, their
+    # team's manager and admins change an event; attendees only answer.
+    "agenda.edit": EVERYONE,
+    # Plan for others: team view planning, team calendar feeds.
+    "agenda.plan_team": frozenset({ADMIN, MANAGER}),
+    "tasks.use": EVERYONE,
+    "notifications.view": EVERYONE,
     "incidents.view": OFFICE,
     "interventions.view": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
     "reports.view": frozenset({ADMIN, MANAGER}),
@@ -132,11 +139,58 @@ def visible_activities(user: User) -> Select:
     return query
 
 
+def _team_member_ids(user: User):
+    return select(User.id).where(User.team_id == user.team_id)
+
+
+def visible_events(user: User) -> Select:
+    """The agenda is shared: everybody sees every event's time.
+
+    What an event says is another matter: see event_details_visible().
+    """
+    return select(Event)
+
+
+def event_details_visible(user: User, event: Event) -> bool:
+    """Title, place and people of a private event are for its attendees only."""
+    if not event.private:
+        return True
+    root = event.parent or event
+    if root.organizer_id == user.id:
+        return True
+    return any(attendee.user_id == user.id for attendee in root.attendees)
+
+
+def can_edit_event(user: User, event: Event) -> bool:
+    """The organizer, the organizer's team manager and admins change an event."""
+    if not has_permission(user, "agenda.edit"):
+        return False
+    root = event.parent or event
+    if user.role == ADMIN or root.organizer_id == user.id:
+        return True
+    if user.role == MANAGER and user.team_id is not None and root.organizer is not None:
+        return root.organizer.team_id == user.team_id
+    return False
+
+
+def visible_tasks(user: User) -> Select:
+    """Admins see every task, managers their team's, others what is theirs."""
+    query = select(Task)
+    if user.role == ADMIN:
+        return query
+    mine = (Task.assignee_id == user.id) | (Task.created_by_id == user.id)
+    if user.role == MANAGER and user.team_id is not None:
+        return query.where(mine | Task.assignee_id.in_(_team_member_ids(user)))
+    return query.where(mine)
+
+
 SCOPES = {
     Contact: visible_contacts,
     Deal: visible_deals,
     Company: visible_companies,
     Activity: visible_activities,
+    Event: visible_events,
+    Task: visible_tasks,
 }
 
 

@@ -95,3 +95,37 @@ def make_product(code: str | None = None, **fields):
     db.session.add(product)
     db.session.flush()
     return product
+
+
+def make_event(organizer=None, start=None, minutes: int = 60, attendees=(), **fields):
+    """An event (a series when rrule= is given); attendees are users or contacts."""
+    from datetime import UTC, datetime, timedelta
+
+    from crm.models import Event, EventAttendee
+    from crm.services.recurrence import series_end
+
+    if start is None:
+        start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    fields.setdefault("title", f"Meeting {next(_seq)}")
+    fields.setdefault("ends_at", start + timedelta(minutes=minutes))
+    fields.setdefault("timezone", "Europe/Paris")
+    event = Event(organizer=organizer, starts_at=start, **fields)
+    for attendee in attendees:
+        if isinstance(attendee, User):
+            event.attendees.append(EventAttendee(user=attendee))
+        else:
+            event.attendees.append(EventAttendee(contact=attendee))
+    event.rrule_until = series_end(event) if event.rrule else None
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def make_task(assignee=None, due=None, **fields):
+    from crm.models import Task
+
+    fields.setdefault("title", f"Task {next(_seq)}")
+    task = Task(assignee=assignee, created_by=fields.pop("created_by", assignee), due_at=due, **fields)
+    db.session.add(task)
+    db.session.flush()
+    return task

@@ -1,12 +1,26 @@
 """All models, imported here so that Alembic and the app see one metadata."""
 
 from crm.models.activities import Activity
+from crm.models.agenda import (
+    CalendarFeed,
+    Event,
+    EventAttendee,
+    Notification,
+    Reminder,
+    Task,
+)
 from crm.models.contacts import Company, Contact, Tag, contact_tag
 from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
 from crm.models.users import Team, User
 
 __all__ = [
     "Activity",
+    "CalendarFeed",
+    "Event",
+    "EventAttendee",
+    "Notification",
+    "Reminder",
+    "Task",
     "Company",
     "Contact",
     "Deal",

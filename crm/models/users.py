@@ -37,6 +37,8 @@ class User(UserMixin, db.Model):
     locale: Mapped[str | None] = mapped_column(String(5))
     timezone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
+    # Reminders always reach the bell; by email too unless the user turns it off.
+    email_reminders: Mapped[bool] = mapped_column(default=True)
     # The session cookie carries this token, not the id: replacing it ends every
     # open session of the user at once (log out everywhere, deactivation).
     session_token: Mapped[str] = mapped_column(String(64), unique=True, default=new_session_token)

@@ -69,8 +69,13 @@ class ContactFilters:
 
     def as_args(self, **changes) -> dict:
         """Query-string arguments for a link that keeps these filters."""
-        values = {"q": self.q, "stage": self.stage, "owner": self.owner, "tag": self.tag,
-                  "company": self.company}
+        values = {
+            "q": self.q,
+            "stage": self.stage,
+            "owner": self.owner,
+            "tag": self.tag,
+            "company": self.company,
+        }
         values["sort"] = self.sort if self.sort != DEFAULT_SORT else ""
         values.update(changes)
         return {k: v for k, v in values.items() if v}

@@ -33,8 +33,14 @@ class DealFilters:
         )
 
     def as_args(self, **changes) -> dict:
-        values = {"q": self.q, "owner": self.owner, "team": self.team, "close": self.close,
-                  "pipeline": self.pipeline, "stage": self.stage}
+        values = {
+            "q": self.q,
+            "owner": self.owner,
+            "team": self.team,
+            "close": self.close,
+            "pipeline": self.pipeline,
+            "stage": self.stage,
+        }
         values.update(changes)
         return {k: v for k, v in values.items() if v}
 

@@ -9,7 +9,9 @@ from crm.labels import ROLE_LABELS
 
 class InviteForm(FlaskForm):
     name = StringField(_l("Full name"), validators=[DataRequired(), Length(max=120)])
-    email = EmailField(_l("Email"), filters=STRIP, validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField(
+        _l("Email"), filters=STRIP, validators=[DataRequired(), Email(), Length(max=254)]
+    )
     role = SelectField(_l("Role"), choices=choices(ROLE_LABELS.items()), default="sales")
     team = SelectField(_l("Team"), coerce=str)
 

@@ -22,7 +22,9 @@ class CompanyForm(FlaskForm):
     )
     website = URLField(_l("Website"), validators=[Optional(), URL(), Length(max=300)])
     linkedin_url = URLField(_l("LinkedIn"), validators=[Optional(), URL(), Length(max=300)])
-    email = EmailField(_l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)])
+    email = EmailField(
+        _l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)]
+    )
     phone = StringField(_l("Phone"), validators=[Optional(), PHONE])
     street = StringField(_l("Street"), validators=[Length(max=200)])
     postcode = StringField(_l("Postcode"), validators=[Length(max=20)])

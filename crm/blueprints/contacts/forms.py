@@ -24,7 +24,9 @@ class QuickAddForm(FlaskForm):
 
     first_name = StringField(_l("First name"), validators=[Length(max=100)])
     last_name = StringField(_l("Last name"), validators=[Length(max=100)])
-    email = EmailField(_l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)])
+    email = EmailField(
+        _l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)]
+    )
     phone = StringField(_l("Phone"), validators=[Optional(), PHONE])
     company = StringField(_l("Company"), validators=[Length(max=200)])
     confirm_duplicate = HiddenField()
@@ -60,7 +62,10 @@ CONTACT_FIELDS = {
     "first_name": (_l("First name"), lambda: StringField(validators=[Length(max=100)])),
     "last_name": (_l("Last name"), lambda: StringField(validators=[Length(max=100)])),
     "title": (_l("Job title"), lambda: StringField(validators=[Length(max=120)])),
-    "email": (_l("Email"), lambda: EmailField(filters=STRIP, validators=[Optional(), Email(), Length(max=254)])),
+    "email": (
+        _l("Email"),
+        lambda: EmailField(filters=STRIP, validators=[Optional(), Email(), Length(max=254)]),
+    ),
     "phone": (_l("Phone"), lambda: StringField(validators=[Optional(), PHONE])),
     "company": (_l("Company"), lambda: StringField(validators=[Length(max=200)])),
     "owner": (_l("Owner"), lambda: SelectField(coerce=str, validate_choice=True)),

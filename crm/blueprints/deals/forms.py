@@ -44,9 +44,7 @@ class LineForm(FlaskForm):
     quantity = MoneyField(
         _l("Quantity"), default=1, validators=[InputRequired(), NumberRange(min=0.01)]
     )
-    unit_price = MoneyField(
-        _l("Unit price"), validators=[Optional(), NumberRange(min=0)]
-    )
+    unit_price = MoneyField(_l("Unit price"), validators=[Optional(), NumberRange(min=0)])
     discount = MoneyField(
         _l("Discount %"), default=0, validators=[Optional(), NumberRange(min=0, max=100)]
     )

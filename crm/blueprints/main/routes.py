@@ -72,7 +72,6 @@ def _coming_soon(area: str, permission: str):
 
 # Areas whose issues have not landed yet: a page that says so, in the navigation.
 for _area, _permission in (
-    ("agenda", "agenda.view"),
     ("incidents", "incidents.view"),
     ("interventions", "interventions.view"),
     ("reports", "reports.view"),

@@ -1,0 +1,1 @@
+"""The shared agenda: day, week, month and team views, and events."""

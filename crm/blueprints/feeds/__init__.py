@@ -1,0 +1,1 @@
+"""Calendar feeds (ICS subscriptions) and .ics invitation import."""

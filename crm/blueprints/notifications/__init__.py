@@ -1,0 +1,1 @@
+"""The bell: in-app notifications raised by reminders and assignments."""

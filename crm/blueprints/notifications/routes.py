@@ -1,0 +1,5 @@
+"""The bell and the notification list."""
+
+from flask import Blueprint
+
+bp = Blueprint("notifications", __name__, url_prefix="/notifications")

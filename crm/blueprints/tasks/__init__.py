@@ -1,0 +1,1 @@
+"""Tasks: my to-dos, overdue, today and upcoming, done in one click."""
