@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -214,8 +215,27 @@ class Reminder(db.Model):
         CheckConstraint(f"status IN {REMINDER_STATUSES!r}", name="status"),
         CheckConstraint("(event_id IS NULL) <> (task_id IS NULL)", name="one_subject"),
         # One reminder per occurrence, person and channel, however often it is planned.
-        UniqueConstraint(
-            "user_id", "event_id", "task_id", "occurrence_start", "channel", name="uq_reminder"
+        # Two partial indexes rather than one constraint over (event_id, task_id): one
+        # of the two is always NULL, and NULLs never collide in a unique constraint.
+        Index(
+            "uq_reminder_event",
+            "user_id",
+            "event_id",
+            "occurrence_start",
+            "channel",
+            unique=True,
+            sqlite_where=text("event_id IS NOT NULL"),
+            postgresql_where=text("event_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_reminder_task",
+            "user_id",
+            "task_id",
+            "occurrence_start",
+            "channel",
+            unique=True,
+            sqlite_where=text("task_id IS NOT NULL"),
+            postgresql_where=text("task_id IS NOT NULL"),
         ),
         Index("ix_reminder_status_due", "status", "remind_at"),
     )
