@@ -10,7 +10,15 @@ from crm.extensions import db
 from crm.models import DealLine
 from crm.models.users import ROLES
 from crm.permissions import POLICY, PUBLIC
-from tests.factories import make_company, make_contact, make_deal, make_product, make_user
+from crm.services import calendar_feed
+from tests.factories import (
+    make_company,
+    make_contact,
+    make_deal,
+    make_product,
+    make_team,
+    make_user,
+)
 
 SKIP_ENDPOINTS = {"static"}
 
@@ -51,6 +59,8 @@ def _url(rule, ids) -> str:
         "stage_id": ids["stage"],  # holds the deal: deleting it is refused, never done
         "name": "phone",
         "token": "not-a-token",
+        "feed_id": ids["feed"],  # the user's own calendar feed
+        "team_id": ids["team"],
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -74,6 +84,8 @@ def test_route_role_matrix(app, as_role, role):
         "product": make_product().id,
         "pipeline": deal.pipeline_id,
         "stage": deal.stage_id,
+        "feed": calendar_feed.create_user_feed(user).id,
+        "team": make_team().id,
     }
     db.session.commit()
     checked = 0
