@@ -2,6 +2,7 @@
 
 import random
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -169,8 +170,16 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     contact_rows = _seed_contacts(rng, contacts, company_rows, owners, users)
     db.session.flush()
     _seed_deals(rng, deals, contact_rows, [u for u in users if u.role == "sales"], users)
+    db.session.flush()
+    agenda = _seed_agenda(rng, users, contact_rows)
     db.session.commit()
-    return {"users": len(users), "companies": companies, "contacts": contacts, "deals": deals}
+    return {
+        "users": len(users),
+        "companies": companies,
+        "contacts": contacts,
+        "deals": deals,
+        **agenda,
+    }
 
 
 def _seed_users() -> list[User]:
@@ -348,3 +357,223 @@ def _seed_deals(rng, count, contacts, reps, users) -> None:
             deal.closed_at -= age / 3
         if index % 20 == 19:
             db.session.flush()
+
+
+# ---- the agenda: a believable week around today ----------------------------------
+
+MEETING_TOPICS = [
+    "Présentation de l'offre",
+    "Point d'avancement",
+    "Product demo",
+    "Négociation contrat",
+    "Kick-off",
+    "Revue du devis",
+]
+CALL_TOPICS = ["Appel de suivi", "Follow-up call", "Qualification call", "Relance devis"]
+VISIT_TOPICS = ["Visite sur site", "Installation check", "Visite client", "Audit du parc"]
+TASK_TOPICS = [
+    "Envoyer le devis à {name}",
+    "Call back {name}",
+    "Préparer la démo pour {name}",
+    "Relancer {name} sur la proposition",
+    "Send the contract to {name}",
+    "Mettre à jour la fiche de {name}",
+]
+# Local start times a day's appointments are picked from (no overlaps for one person).
+DAY_SLOTS = [(9, 30), (11, 0), (14, 0), (15, 30), (17, 0)]
+
+
+def _seed_agenda(rng: random.Random, users: list[User], contacts: list[Contact]) -> dict:
+    """Meetings, calls and visits of the sales team from last week to next week, a weekly
+    team meeting, a private appointment, an all-day trade fair, and tasks that are
+    overdue, due today, upcoming and done. Times are local to Paris, stored in UTC."""
+    from datetime import date, datetime
+
+    from crm.models import Deal, Event, EventAttendee
+    from crm.services import reminders
+    from crm.services.recurrence import from_local_naive, iso_utc, local_midnight, series_end
+
+    zone_name = "Europe/Paris"
+    zone = ZoneInfo(zone_name)
+    now = utcnow()
+    today = now.astimezone(zone).date()
+    monday = today - timedelta(days=today.weekday())
+    by_email = {u.email: u for u in users}
+    manager = by_email["manager@demo.example"]
+    reps = [u for u in users if u.role == "sales"]
+    support = [u for u in users if u.role == "support"]
+    deals_of = {}
+    for deal in db.session.scalars(select(Deal).where(Deal.closed_at.is_(None))):
+        deals_of.setdefault(deal.owner_id, []).append(deal)
+    reachable = [c for c in contacts if c.company is not None]
+    events: list[Event] = []
+
+    def at(day: date, hour: int, minute: int = 0) -> datetime:
+        return from_local_naive(
+            datetime.combine(day, datetime.min.time()).replace(hour=hour, minute=minute), zone
+        )
+
+    def add_event(organizer, kind, title, start, minutes, **fields) -> Event:
+        event = Event(
+            organizer=organizer,
+            kind=kind,
+            title=title,
+            starts_at=start,
+            ends_at=start + timedelta(minutes=minutes),
+            timezone=zone_name,
+            created_at=now - timedelta(days=rng.randint(1, 10)),
+            **fields,
+        )
+        event.rrule_until = series_end(event) if event.rrule else None
+        db.session.add(event)
+        events.append(event)
+        return event
+
+    # The Monday sales meeting, every week since two months, one cancelled for a holiday.
+    first = monday - timedelta(weeks=8)
+    weekly = add_event(
+        manager,
+        "meeting",
+        "Réunion commerciale hebdo",
+        at(first, 9),
+        60,
+        rrule="FREQ=WEEKLY;BYDAY=MO",
+        location="Salle Lumière",
+        description="Pipeline, deals at risk, plan of the week.",
+    )
+    weekly.exdates = [iso_utc(at(monday - timedelta(weeks=3), 9))]
+    weekly.attendees = [EventAttendee(user=rep, response="accepted") for rep in reps]
+
+    # Each rep's week: one to three customer appointments per working day.
+    for person in [*reps, manager]:
+        own_deals = deals_of.get(person.id, [])
+        for offset in range(-7, 12):
+            day = today + timedelta(days=offset)
+            if day.weekday() >= 5:
+                continue
+            slots = rng.sample(DAY_SLOTS, rng.choice([1, 2, 2, 3]))
+            for hour, minute in sorted(slots):
+                if day.weekday() == 0 and hour < 11:
+                    continue  # the weekly meeting
+                kind = rng.choice(["meeting", "call", "call", "visit"])
+                deal = rng.choice(own_deals) if own_deals and rng.random() < 0.5 else None
+                contact = deal.contact if deal and deal.contact else None
+                if contact is None or contact.company is None:
+                    contact = rng.choice(reachable)
+                company = contact.company
+                if kind == "call":
+                    title, minutes = f"{rng.choice(CALL_TOPICS)} – {contact.name}", 30
+                    location = contact.phone
+                elif kind == "visit":
+                    title, minutes = f"{rng.choice(VISIT_TOPICS)} – {company.name}", 90
+                    location = f"{company.name}, {company.postcode} {company.city}"
+                else:
+                    title, minutes = f"{rng.choice(MEETING_TOPICS)} – {company.name}", 60
+                    location = rng.choice(["Visio", "Salle Horizon", f"{company.city}"])
+                event = add_event(
+                    person,
+                    kind,
+                    title,
+                    at(day, hour, minute),
+                    minutes,
+                    location=location,
+                    contact=contact,
+                    company=company,
+                    deal=deal,
+                )
+                event.attendees = [EventAttendee(contact=contact, response="accepted")]
+                if kind == "meeting" and rng.random() < 0.3:
+                    colleague = rng.choice([u for u in reps if u is not person] or reps)
+                    event.attendees.append(EventAttendee(user=colleague, response="tentative"))
+
+    sophie = by_email["sales@demo.example"]
+    thursday = monday + timedelta(days=3)
+    add_event(sophie, "meeting", "Rendez-vous dentiste", at(thursday, 18, 0), 45, private=True)
+    hugo = by_email["hugo@demo.example"]
+    fair = today + timedelta(days=(2 - today.weekday()) % 7 + 7)  # next week's Wednesday
+    trade_fair = add_event(
+        hugo,
+        "visit",
+        "Salon Expo Commerce Lyon",
+        local_midnight(fair, zone),
+        0,
+        all_day=True,
+        location="Eurexpo, Chassieu",
+    )
+    trade_fair.ends_at = local_midnight(fair + timedelta(days=2), zone)
+    trade_fair.attendees = [EventAttendee(user=by_email["emma@demo.example"], response="accepted")]
+    for person in support:
+        add_event(
+            person,
+            "call",
+            "Point support – escalades",
+            at(monday + timedelta(days=1), 10),
+            30,
+            rrule="FREQ=WEEKLY;BYDAY=TU",
+        )
+
+    tasks = _seed_tasks(rng, [*reps, manager, *support], reachable, deals_of, now, today, zone)
+    db.session.flush()
+    for event in events:
+        if event.rrule or event.starts_at > now:
+            reminders.schedule_event(event)
+    for task in tasks:
+        if task.status == "open":
+            reminders.schedule_task(task)
+    return {"events": len(events), "tasks": len(tasks)}
+
+
+def _seed_tasks(rng, people, contacts, deals_of, now, today, zone) -> list:
+    """Per person: two overdue, two due today, three upcoming, two done."""
+    from datetime import datetime
+
+    from crm.models import Task
+    from crm.services.recurrence import from_local_naive, local_midnight
+
+    tasks = []
+    plan = [
+        (-6, "open"),
+        (-2, "open"),
+        (0, "open"),
+        (0, "open"),
+        (1, "open"),
+        (3, "open"),
+        (8, "open"),
+        (-4, "done"),
+        (-1, "done"),
+    ]
+    for person in people:
+        for days, status in plan:
+            deal = (
+                rng.choice(deals_of[person.id])
+                if deals_of.get(person.id) and rng.random() < 0.4
+                else None
+            )
+            contact = deal.contact if deal and deal.contact else rng.choice(contacts)
+            day = today + timedelta(days=days)
+            all_day = rng.random() < 0.4
+            if all_day:
+                due = local_midnight(day, zone)
+            else:
+                due = from_local_naive(
+                    datetime.combine(day, datetime.min.time()).replace(
+                        hour=rng.choice([10, 12, 16, 18])
+                    ),
+                    zone,
+                )
+            task = Task(
+                title=rng.choice(TASK_TOPICS).format(name=contact.name),
+                due_at=due,
+                all_day=all_day,
+                status=status,
+                completed_at=due if status == "done" else None,
+                assignee=person,
+                created_by=person,
+                contact=contact,
+                company=contact.company,
+                deal=deal,
+                created_at=now - timedelta(days=10),
+            )
+            db.session.add(task)
+            tasks.append(task)
+    return tasks
