@@ -11,6 +11,11 @@ whole process, so that no session or half-finished transaction leaks from one
 job into the next; the context's teardown closes the job's session. RQ's
 default worker forks a work horse per job; the horse first drops the database
 connections it inherited from the parent, as SQLAlchemy requires after fork().
+
+`python worker.py cron` runs RQ's cron scheduler instead: it enqueues the
+periodic jobs (the reminder sweeper, every REMINDER_SWEEP_SECONDS) for the
+workers to run. One is enough; a second one only makes the sweeper run twice as
+often, which it bears (it is idempotent).
 """
 
 import sys
@@ -18,6 +23,7 @@ import sys
 import redis
 from flask import Flask
 from rq import SimpleWorker, Worker
+from rq.cron import CronScheduler
 
 from crm import create_app
 from crm.extensions import db
@@ -59,12 +65,30 @@ def worker_connection(app: Flask) -> redis.Redis:
         return redis.Redis(connection_pool=redis_connection().connection_pool)
 
 
-def main() -> int:
+def cron_scheduler(app: Flask, connection: redis.Redis) -> CronScheduler:
+    """The periodic jobs, enqueued on `connection` by RQ's CronScheduler."""
+    from crm.jobs.reminders import sweep_reminders
+
+    period = app.config["REMINDER_SWEEP_SECONDS"]
+    cron = CronScheduler(connection=connection)
+    # A sweep nobody ran within two periods is replaced by the next one, not piled up.
+    cron.register(sweep_reminders, "default", interval=period, ttl=2 * period, job_timeout=period)
+    return cron
+
+
+def main(argv: list[str]) -> int:
     app = create_app()
-    worker = AppWorker(list(QUEUE_NAMES), connection=worker_connection(app), app=app)
+    connection = worker_connection(app)
+    if argv[1:] == ["cron"]:
+        cron_scheduler(app, connection).start()
+        return 0
+    if argv[1:]:
+        print("usage: python worker.py [cron]", file=sys.stderr)
+        return 2
+    worker = AppWorker(list(QUEUE_NAMES), connection=connection, app=app)
     worker.work(with_scheduler=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv))

@@ -67,6 +67,24 @@ class Config:
     # X-SQL-Queries on every response: the tests' N+1 guard, and `make bench` (CRM_SQL_COUNTING=1).
     SQL_QUERY_COUNTING = _bool("CRM_SQL_COUNTING")
 
+    # Outgoing mail (crm/mail.py). Without SMTP_HOST, messages are written as .eml
+    # files under instance/outbox/: the development mail drop of `make run`.
+    SMTP_HOST = os.environ.get("SMTP_HOST") or None
+    SMTP_PORT = int(os.environ.get("SMTP_PORT", 587))
+    SMTP_USER = os.environ.get("SMTP_USER") or None
+    SMTP_PASSWORD = os.environ.get("SMTP_PASSWORD") or None
+    SMTP_STARTTLS = _bool("SMTP_STARTTLS", True)
+    SMTP_TIMEOUT_SECONDS = int(os.environ.get("SMTP_TIMEOUT_SECONDS", 30))
+    MAIL_FROM = os.environ.get("MAIL_FROM", "CRM <crm@localhost>")
+    # Where links in emails and notifications point (jobs have no request to ask).
+    BASE_URL = os.environ.get("BASE_URL", "http://127.0.0.1:5000")
+    # Reminders (crm/jobs/reminders.py): the sweeper's period, and how long a row may
+    # stay "sending" before it counts as abandoned by a worker that died.
+    REMINDER_SWEEP_SECONDS = int(os.environ.get("REMINDER_SWEEP_SECONDS", 60))
+    REMINDER_CLAIM_TIMEOUT_SECONDS = int(os.environ.get("REMINDER_CLAIM_TIMEOUT_SECONDS", 300))
+    # The bell asks for its count this often.
+    NOTIFICATION_POLL_SECONDS = int(os.environ.get("NOTIFICATION_POLL_SECONDS", 30))
+
     @classmethod
     def check(cls) -> None:
         if cls.ENV_NAME == "production" and cls.SECRET_KEY in ("", DEV_SECRET_KEY):

