@@ -1,14 +1,90 @@
-"""Agenda pages and event changes."""
+"""Agenda pages: day, week, month and team views, with the URL holding their state."""
 
-from flask import Blueprint
+from datetime import time
+from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_interval, format_skeleton, format_time
+from flask import Blueprint, request, url_for
+from flask_babel import format_date, get_locale
+from flask_babel import format_time as user_time
+from flask_login import current_user
+from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
+from crm.blueprints.agenda.forms import KIND_LABELS
+from crm.i18n import select_timezone
+from crm.models.agenda import AGENDA_KINDS
+from crm.models.types import utcnow
 from crm.permissions import requires
+from crm.services.agenda_views import (
+    SLOT_MINUTES,
+    SLOTS_PER_DAY,
+    VIEWS,
+    AgendaQuery,
+    build_view,
+    may_plan_for,
+)
 
 bp = Blueprint("agenda", __name__, url_prefix="/agenda")
+
+PARTIALS = {"agenda": "agenda_body"}
+FIRST_VISIBLE_HOUR = 7  # the time grid opens scrolled to 07:00
+
+
+def viewer_zone() -> ZoneInfo:
+    return ZoneInfo(select_timezone())
+
+
+def view_context(query: AgendaQuery) -> dict:
+    zone = viewer_zone()
+    now = utcnow()
+    view = build_view(current_user, query, zone, now)
+    local_now = now.astimezone(zone)
+    locale = get_locale() or "en"
+    return {
+        "period_label": _period_label(query, view.days, locale),
+        "day_label": lambda day: format_skeleton("MMMEd", day, locale=locale),
+        "weekday_label": lambda day: format_skeleton("EEE", day, locale=locale),
+        "time_of": lambda moment: user_time(moment, "short"),
+        "local_iso": lambda moment: moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+        "v": view,
+        "q": query,
+        "views": VIEWS,
+        "kinds": AGENDA_KINDS,
+        "kind_labels": KIND_LABELS,
+        "hours": [format_time(time(hour), "short", locale=locale) for hour in range(24)],
+        "now_row": (local_now.hour * 60 + local_now.minute) // SLOT_MINUTES + 1,
+        "first_row": FIRST_VISIBLE_HOUR * 60 // SLOT_MINUTES + 1,
+        "slots": SLOTS_PER_DAY,
+        "may_plan_for": lambda person: may_plan_for(current_user, person),
+    }
+
+
+def _period_label(query: AgendaQuery, days, locale) -> str:
+    if query.view == "day":
+        return format_date(query.day, "full")
+    if query.view == "month":
+        return format_skeleton("yMMMM", query.day, locale=locale)
+    return format_interval(days[0], days[-1], "yMMMd", locale=locale)
+
+
+def current_agenda_query() -> AgendaQuery | None:
+    """The agenda the page shows, read from the address htmx sends with each request."""
+    current = urlsplit(request.headers.get("HX-Current-URL", ""))
+    if current.path.rstrip("/") != url_for("agenda.index"):
+        return None
+    today = utcnow().astimezone(viewer_zone()).date()
+    return AgendaQuery.from_args(MultiDict(parse_qsl(current.query)), today)
 
 
 @bp.route("")
 @requires("agenda.view")
 def index():
-    return hx.render("main/coming_soon.html", area="agenda")
+    today = utcnow().astimezone(viewer_zone()).date()
+    query = AgendaQuery.from_args(request.args, today)
+    return hx.render("agenda/index.html", PARTIALS, **view_context(query))
+
+
+# The event routes share the blueprint.
+from crm.blueprints.agenda import event_routes  # noqa: E402, F401
