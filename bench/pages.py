@@ -1,10 +1,9 @@
 """What the benchmark measures, in one place: pages, writes and the targets they must meet.
 
 A page's path may name ids found in the seeded database ({contact}, {company},
-{deal}: see `bench.run.find_records`) and {term}, which cycles through SEARCH_TERMS.
-When the agenda, incidents and interventions land, their pages join PAGES here
-(agenda week for the team, incident queue, dispatch board), and their writes
-(create a task) join WRITES.
+{deal}, {feed_token}: see `bench.run.find_records`) and {term}, which cycles through
+SEARCH_TERMS. When incidents and interventions land, their pages join PAGES here
+(incident queue, dispatch board), and their writes join WRITES.
 """
 
 from dataclasses import dataclass
@@ -56,6 +55,11 @@ PAGES = (
     Page("deal list, team", "/deals/list", role="manager", fragment_target="tbody#deal-rows"),
     Page("deal page", "/deals/{deal}"),
     Page("forecast, team", "/deals/forecast", role="manager"),
+    Page("agenda week", "/agenda?view=week"),
+    Page("agenda week, team", "/agenda?view=team", role="manager"),
+    Page("task list", "/tasks"),
+    # What a subscribed calendar app fetches every few minutes: the rep's feed.
+    Page("calendar feed", "/feeds/{feed_token}.ics"),
 )
 
 

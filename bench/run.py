@@ -61,8 +61,16 @@ FULL = {
     "deals": 20_000,
     "activities": 200_000,
     "users": 50,
+    "agenda": 50_000,
 }
-SMOKE = {"contacts": 1_000, "companies": 100, "deals": 200, "activities": 3_000, "users": 50}
+SMOKE = {
+    "contacts": 1_000,
+    "companies": 100,
+    "deals": 200,
+    "activities": 3_000,
+    "users": 50,
+    "agenda": 2_000,
+}
 
 
 class TimeLimit(Exception):
@@ -336,6 +344,9 @@ def find_records(database_url: str) -> dict:
             "call_contact": one(
                 "SELECT id FROM contact WHERE owner_id = %s ORDER BY id LIMIT 1", rep
             ),
+            "feed_token": one(
+                "SELECT token FROM calendar_feed WHERE user_id = %s AND revoked_at IS NULL", rep
+            ),
         }
         pipeline = one("SELECT id FROM pipeline ORDER BY is_default DESC, position, id LIMIT 1")
         records["open_stages"] = [
@@ -455,7 +466,7 @@ def sign_in(port: int, records: dict) -> dict[str, Client]:
 
 
 def page_paths(page: Page, records: dict) -> list[str]:
-    values = {key: value for key, value in records.items() if isinstance(value, int)}
+    values = {key: value for key, value in records.items() if isinstance(value, int | str)}
     if "{term}" not in page.path:
         return [page.path.format(**values)]
     return [page.path.format(term=term, **values) for term in SEARCH_TERMS]

@@ -35,8 +35,9 @@ def register_commands(app: Flask) -> None:
         help="All timeline rows, the deals' own events included.",
     )
     @click.option("--users", default=50, show_default=True)
+    @click.option("--agenda", default=50_000, show_default=True, help="Events and tasks together.")
     @click.option("--seed", default=7, show_default=True, help="Same seed, same data.")
-    def seed_scale_command(contacts, companies, deals, activities, users, seed):
+    def seed_scale_command(contacts, companies, deals, activities, users, agenda, seed):
         """Fill an empty database with a large company, for `make bench` (bulk inserts)."""
         from crm.demo_data import DEMO_PASSWORD
         from crm.scale_data import (
@@ -48,7 +49,12 @@ def register_commands(app: Flask) -> None:
         )
 
         sizes = ScaleSizes(
-            contacts=contacts, companies=companies, deals=deals, activities=activities, users=users
+            contacts=contacts,
+            companies=companies,
+            deals=deals,
+            activities=activities,
+            users=users,
+            agenda=agenda,
         )
         click.echo(f"Seeding {db.engine.url.render_as_string(hide_password=True)} ...")
         try:

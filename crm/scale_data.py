@@ -25,15 +25,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import JSON, func, select, text
 
 from crm.demo_data import (
     CALL_NOTES,
+    CALL_TOPICS,
     CITIES,
     COMPANY_NAMES,
     COMPANY_WORDS,
@@ -43,22 +45,29 @@ from crm.demo_data import (
     INDUSTRIES,
     LAST_NAMES,
     LOST_REASONS,
+    MEETING_TOPICS,
     NOTES,
     PRODUCTS,
     TAGS,
+    TASK_TOPICS,
     TITLES,
+    VISIT_TOPICS,
 )
 from crm.extensions import db
 from crm.models import (
     Activity,
+    CalendarFeed,
     Company,
     Contact,
     Deal,
     DealLine,
     DealStageHistory,
+    Event,
+    EventAttendee,
     Product,
     Quota,
     Tag,
+    Task,
     Team,
     User,
     contact_tag,
@@ -78,6 +87,9 @@ BULK_TABLES = (
     "deal_line",
     "deal_stage_history",
     "activity",
+    "event",
+    "event_attendee",
+    "task",
 )
 SALES_TEAMS = ("Sales North", "Sales South", "Sales East", "Sales West")
 EMAIL_DOMAIN = "scale.example"
@@ -102,6 +114,8 @@ class ScaleSizes:
     # Contacts with hundreds of activities, for the contact page with a long timeline.
     long_timelines: int = 10
     long_timeline_length: int = 500
+    # Events and tasks together (three events for two tasks), over six months back and ahead.
+    agenda: int = 50_000
 
 
 @dataclass
@@ -134,6 +148,7 @@ def seed_scale(
         seeder.step("deals", seeder.deals)
         seeder.step("activities", seeder.activities)
         seeder.step("quotas", seeder.quotas)
+        seeder.step("agenda", seeder.agenda)
     finally:
         db.session.rollback()  # nothing pending after a success; a failed batch otherwise
         seeder.step("indexes", lambda: seeder.restore(deferred))
@@ -590,6 +605,185 @@ class _Seeder:
                 }
             )
         self.insert(Quota, rows)
+
+    # ---- the agenda ----------------------------------------------------------
+
+    def agenda(self) -> None:
+        """Meetings, calls and visits with their contact, and tasks, for every office user.
+
+        Three events for two tasks, on working days between 8:00 and 18:00 Paris time,
+        spread over six months back and ahead, plus one weekly meeting per sales team
+        with its members (a series, expanded by the agenda like the demo's).
+        """
+        rng = self.rng
+        zone = ZoneInfo("Europe/Paris")
+        people = [r for r in self.user_rows if r["role"] != "technician"] or self.user_rows
+        team_of = {r["id"]: r["team_id"] for r in self.user_rows}
+        n_events = self.sizes.agenda * 3 // 5
+        n_tasks = self.sizes.agenda - n_events
+        half_year = timedelta(days=182)
+        events, attendees, tasks = [], [], []
+        attendee_id = 0
+
+        def local_slot(moment: datetime, minutes: int) -> datetime:
+            """A working-day slot in Paris near `moment`, in UTC."""
+            local = moment.astimezone(zone)
+            while local.weekday() >= 5:
+                local += timedelta(days=1)
+            hour = 8 + int(rng.random() ** 1.3 * 10)
+            wall = local.replace(tzinfo=None, hour=hour, minute=rng.choice((0, 15, 30, 45)))
+            return wall.replace(tzinfo=zone).astimezone(UTC)
+
+        managers = {r["team_id"]: r["id"] for r in self.user_rows if r["role"] == "manager"}
+        team_members: dict[int, list[int]] = {}
+        for row in self.user_rows:
+            if row["team_id"]:
+                team_members.setdefault(row["team_id"], []).append(row["id"])
+        event_id = 0
+        for team_id, organizer in sorted(managers.items()):
+            event_id += 1
+            first = (self.now - half_year).astimezone(zone).date()
+            first += timedelta(days=-first.weekday() % 7)  # a Monday, 9:00 in Paris
+            start = datetime(first.year, first.month, first.day, 9, tzinfo=zone).astimezone(UTC)
+            events.append(
+                self._event_row(
+                    event_id,
+                    organizer,
+                    "meeting",
+                    "Réunion d'équipe",
+                    start,
+                    60,
+                    rrule="FREQ=WEEKLY;BYDAY=MO",
+                )
+            )
+            for member in team_members.get(team_id, []):
+                if member != organizer:
+                    attendee_id += 1
+                    attendees.append(self._attendee_row(attendee_id, event_id, user_id=member))
+        for _ in range(n_events - event_id):
+            event_id += 1
+            organizer = rng.choice(people)["id"]
+            kind = rng.choice(("meeting", "call", "call", "visit"))
+            minutes = {"meeting": 60, "call": 30, "visit": 90}[kind]
+            start = local_slot(self.now + (rng.random() * 2 - 1) * half_year, minutes)
+            contact = rng.randrange(self.sizes.contacts) if self.sizes.contacts else None
+            company = self.contact_company[contact] if contact is not None else None
+            name = self.contact_names[contact] if contact is not None else "?"
+            title = {
+                "meeting": rng.choice(MEETING_TOPICS),
+                "call": rng.choice(CALL_TOPICS),
+                "visit": rng.choice(VISIT_TOPICS),
+            }[kind]
+            events.append(
+                self._event_row(
+                    event_id,
+                    organizer,
+                    kind,
+                    f"{title} – {name}",
+                    start,
+                    minutes,
+                    contact_id=contact + 1 if contact is not None else None,
+                    company_id=company,
+                    private=rng.random() < 0.03,
+                )
+            )
+            if contact is not None:
+                attendee_id += 1
+                attendees.append(self._attendee_row(attendee_id, event_id, contact_id=contact + 1))
+            if kind == "meeting" and rng.random() < 0.3:
+                colleagues = team_members.get(team_of[organizer]) or [organizer]
+                colleague = rng.choice(colleagues)
+                if colleague != organizer:
+                    attendee_id += 1
+                    attendees.append(self._attendee_row(attendee_id, event_id, user_id=colleague))
+        for task_id in range(1, n_tasks + 1):
+            assignee = rng.choice(people)["id"]
+            due = local_slot(self.now + (rng.random() * 2 - 1) * half_year, 0)
+            done = due < self.now and rng.random() < 0.8
+            contact = rng.randrange(self.sizes.contacts) if self.sizes.contacts else None
+            name = self.contact_names[contact] if contact is not None else "?"
+            tasks.append(
+                {
+                    "id": task_id,
+                    "title": rng.choice(TASK_TOPICS).format(name=name),
+                    "notes": None,
+                    "due_at": due,
+                    "all_day": False,
+                    "status": "done" if done else "open",
+                    "completed_at": due if done else None,
+                    "reminder_minutes": None,
+                    "assignee_id": assignee,
+                    "created_by_id": assignee,
+                    "contact_id": contact + 1 if contact is not None else None,
+                    "company_id": self.contact_company[contact] if contact is not None else None,
+                    "deal_id": None,
+                    "source_activity_id": None,
+                    "created_at": due - timedelta(days=7),
+                    "updated_at": due - timedelta(days=7),
+                }
+            )
+        self.insert(Event, events)
+        self.insert(EventAttendee, attendees)
+        self.insert(Task, tasks)
+        # Every office user subscribed their calendar app to their agenda.
+        self.insert(
+            CalendarFeed,
+            [
+                {
+                    "id": index + 1,
+                    "token": f"{rng.getrandbits(256):064x}",
+                    "user_id": row["id"],
+                    "team_id": None,
+                    "created_by_id": row["id"],
+                    "created_at": self.now - timedelta(days=30),
+                    "revoked_at": None,
+                    "last_fetched_at": None,
+                }
+                for index, row in enumerate(people)
+            ],
+        )
+
+    def _event_row(self, event_id, organizer, kind, title, start, minutes, rrule=None, **extra):
+        row = {
+            "id": event_id,
+            "title": title[:200],
+            "kind": kind,
+            "status": "confirmed",
+            "description": None,
+            "location": None,
+            "starts_at": start,
+            "ends_at": start + timedelta(minutes=minutes),
+            "all_day": False,
+            "timezone": "Europe/Paris",
+            "private": False,
+            "rrule": rrule,
+            "rrule_until": None if rrule else start + timedelta(minutes=minutes),
+            "exdates": None,
+            "parent_id": None,
+            "recurrence_id": None,
+            "ical_uid": f"scale-{event_id}@crm",
+            "sequence": 0,
+            "reminder_minutes": None,
+            "organizer_id": organizer,
+            "contact_id": None,
+            "company_id": None,
+            "deal_id": None,
+            "report": None,
+            "report_at": None,
+            "created_at": start - timedelta(days=14),
+            "updated_at": start - timedelta(days=14),
+        }
+        row.update(extra)
+        return row
+
+    def _attendee_row(self, attendee_id, event_id, user_id=None, contact_id=None) -> dict:
+        return {
+            "id": attendee_id,
+            "event_id": event_id,
+            "user_id": user_id,
+            "contact_id": contact_id,
+            "response": "accepted" if contact_id else self.rng.choice(("accepted", "needs_action")),
+        }
 
     def drop_indexes_and_foreign_keys(self) -> list[str]:
         """Drop the secondary indexes and foreign keys of the big tables, as pg_restore does.

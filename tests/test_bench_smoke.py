@@ -14,11 +14,18 @@ from sqlalchemy import func, select
 from bench.pages import PAGES, WRITES
 from crm.config import ROOT
 from crm.extensions import db
-from crm.models import Activity, Company, Contact, Deal, DealStageHistory
+from crm.models import Activity, Company, Contact, Deal, DealStageHistory, Event, Task
 from crm.models.search_keys import fold
 from tests.backends import detect
 
-SIZES = ["--contacts=300", "--companies=40", "--deals=60", "--activities=1500", "--users=20"]
+SIZES = [
+    "--contacts=300",
+    "--companies=40",
+    "--deals=60",
+    "--activities=1500",
+    "--users=20",
+    "--agenda=500",
+]
 
 
 def _seed(app, *options: str):
@@ -31,6 +38,8 @@ def test_seed_scale_stores_the_keys_and_histories_the_app_would(app, ctx):
     assert "Seeded in" in result.output
     assert db.session.scalar(select(func.count(Contact.id))) == 300
     assert db.session.scalar(select(func.count(Activity.id))) == 1500
+    assert db.session.scalar(select(func.count(Event.id))) == 300
+    assert db.session.scalar(select(func.count(Task.id))) == 200
 
     for contact in db.session.scalars(select(Contact)):
         stored = (contact.sort_name, contact.email_key, contact.phone_key, contact.search_text)

@@ -31,7 +31,7 @@ from icalendar import Calendar, Timezone, vCalAddress, vDuration, vRecur
 from icalendar import Event as VEvent
 from icalendar import Todo as VTodo
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
@@ -122,7 +122,7 @@ def find_by_token(token: str) -> CalendarFeed | None:
     feed = db.session.scalars(
         select(CalendarFeed)
         .where(CalendarFeed.token == token)
-        .options(selectinload(CalendarFeed.user), selectinload(CalendarFeed.team))
+        .options(joinedload(CalendarFeed.user), joinedload(CalendarFeed.team))
     ).first()
     if feed is None or not hmac.compare_digest(feed.token.encode(), token.encode()):
         return None
@@ -179,6 +179,18 @@ def _member_ids(feed: CalendarFeed) -> list[int]:
     return list(db.session.scalars(select(User.id).where(User.team_id == feed.team_id)))
 
 
+# What the file says about an event, loaded with it: a fixed number of queries per feed.
+_EVENT_LOADING = (
+    joinedload(Event.organizer),
+    joinedload(Event.contact),
+    joinedload(Event.company),
+    joinedload(Event.deal),
+    selectinload(Event.attendees).options(
+        joinedload(EventAttendee.user), joinedload(EventAttendee.contact)
+    ),
+)
+
+
 def feed_events(feed: CalendarFeed, start: datetime, end: datetime) -> list[Event]:
     """Root events (single events and series) of the feed's people that touch [start, end).
 
@@ -197,15 +209,7 @@ def feed_events(feed: CalendarFeed, start: datetime, end: datetime) -> list[Even
             overlapping(start, end),
             or_(Event.organizer_id.in_(people), attends),
         )
-        .options(
-            selectinload(Event.organizer),
-            selectinload(Event.attendees).selectinload(EventAttendee.user),
-            selectinload(Event.attendees).selectinload(EventAttendee.contact),
-            selectinload(Event.overrides).selectinload(Event.attendees),
-            selectinload(Event.contact),
-            selectinload(Event.company),
-            selectinload(Event.deal),
-        )
+        .options(*_EVENT_LOADING, selectinload(Event.overrides).options(*_EVENT_LOADING))
         .order_by(Event.starts_at, Event.id)
     )
     return list(db.session.scalars(query))
@@ -226,7 +230,6 @@ def feed_tasks(feed: CalendarFeed, start: datetime, end: datetime) -> list[Task]
                 and_(Task.status == "done", Task.due_at >= start),
             ),
         )
-        .options(selectinload(Task.contact), selectinload(Task.deal))
         .order_by(Task.due_at, Task.id)
     )
     return list(db.session.scalars(query))

@@ -13,7 +13,7 @@ from crm.extensions import db
 from crm.models import CalendarFeed, Event
 from crm.services import calendar_feed
 from tests.conftest import htmx_headers
-from tests.factories import make_event, make_team, make_user
+from tests.factories import make_contact, make_event, make_task, make_team, make_user
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ics"
 
@@ -224,3 +224,47 @@ def test_bad_files_are_refused_with_422_and_nothing_saved(as_role):
     forged = client.post("/agenda/import/confirm", data={"payload": "not base64!"})
     assert forged.status_code == 422
     assert _events() == 0
+
+
+def test_feed_runs_the_same_few_queries_for_any_number_of_events(client, ctx):
+    from crm.services.recurrence import build_rule
+
+    team = make_team()
+    me = make_user(team=team)
+    colleague = make_user(team=team)
+    feed = _feed_of(me)
+    team_feed = calendar_feed.create_team_feed(team, me)
+    db.session.commit()
+
+    def add(count: int) -> None:
+        customer = make_contact(email=None)
+        for i in range(count):
+            series = make_event(
+                organizer=me if i % 2 else colleague,
+                attendees=[me, colleague, customer] if i % 2 else [me, make_contact()],
+                start=_soon(24 * (i % 30) + 2),
+                rrule=build_rule("WEEKLY") if i % 5 == 0 else None,
+                contact=customer,
+            )
+            if series.rrule:
+                make_event(
+                    organizer=me,
+                    attendees=[colleague],
+                    parent=series,
+                    recurrence_id=series.starts_at + timedelta(weeks=1),
+                    start=series.starts_at + timedelta(weeks=1, hours=1),
+                )
+            make_task(me, due=_soon(24 * (i % 30)))
+        db.session.commit()
+
+    def queries(token: str) -> int:
+        response = client.get(f"/feeds/{token}.ics")
+        assert response.status_code == 200
+        return int(response.headers["X-SQL-Queries"])
+
+    add(3)
+    queries(feed.token), queries(team_feed.token)  # the first fetch also records itself
+    small = (queries(feed.token), queries(team_feed.token))
+    add(60)
+    large = (queries(feed.token), queries(team_feed.token))
+    assert large == small and max(large) <= 10, (small, large)
