@@ -66,6 +66,7 @@ def test_create_an_event_by_clicking_a_slot(
             column(page, tuesday), position={"x": 30, "y": 40 * slot_height(page, tuesday) + 4}
         )
         expect(dialog).to_be_visible()
+        expect(dialog.locator(".topbar")).to_have_count(0)  # the form alone, not a page in a page
         title = dialog.get_by_placeholder("Add a title")
         expect(title).to_be_focused()
         expect(dialog.locator("input[name=start_time]")).to_have_value("10:00")

@@ -576,8 +576,7 @@ def save_report(key: str):
     if not form.validate_on_submit():
         return _detail_page(occurrence, status=422, report_form=form)
     if utcnow() < occurrence.start:
-        form.report.errors.append(REFUSALS["not_started"]())
-        return _detail_page(occurrence, status=422, report_form=form)
+        return _refused("not_started")
     event = event_service.report_target(occurrence)
     event_service.save_report(current_user, event, form.report.data.strip())
     db.session.commit()

@@ -13,6 +13,9 @@
   var SLOT_MINUTES = 15;
   var ROWS = 96;
   var DRAG_THRESHOLD = 5;
+  // htmx.ajax() names the source's target in HX-Target, not the one given: say it, so the
+  // server answers with the fragment the dialog wants rather than the whole page.
+  var DIALOG_TARGET = { "HX-Target": "div#event-dialog-body" };
   var suppressClick = false;  // the click that ends a drag must not open the event
   var keptScroll = null;      // the time grid's scroll position across a re-render
 
@@ -34,7 +37,9 @@
     var grid = document.getElementById("agenda-grid");
     if (!grid || !window.htmx) return;
     var query = new URLSearchParams(params).toString();
-    window.htmx.ajax("GET", grid.dataset.newUrl + "?" + query, { target: "#event-dialog-body", swap: "innerHTML" });
+    window.htmx.ajax("GET", grid.dataset.newUrl + "?" + query, {
+      source: grid, target: "#event-dialog-body", swap: "innerHTML", headers: DIALOG_TARGET
+    });
   }
 
   // ---- the dialog: opens when a form or an event lands in it, closes once saved ----
@@ -263,7 +268,7 @@
     done.el.classList.add("saving");
     pending.set(done.el, done);
     window.htmx.ajax("POST", done.el.dataset.moveUrl || done.el.dataset.dayMoveUrl, {
-      source: done.el, target: "#event-dialog-body", swap: "innerHTML", values: values
+      source: done.el, target: "#event-dialog-body", swap: "innerHTML", values: values, headers: DIALOG_TARGET
     });
   }
   var pending = new Map();
