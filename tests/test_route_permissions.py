@@ -15,6 +15,7 @@ from tests.factories import (
     make_company,
     make_contact,
     make_deal,
+    make_event,
     make_product,
     make_team,
     make_user,
@@ -61,6 +62,7 @@ def _url(rule, ids) -> str:
         "token": "not-a-token",
         "feed_id": ids["feed"],  # the user's own calendar feed
         "team_id": ids["team"],
+        "key": ids["event"],  # an event the user organizes (deleted on the way: then 404)
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -86,6 +88,7 @@ def test_route_role_matrix(app, as_role, role):
         "stage": deal.stage_id,
         "feed": calendar_feed.create_user_feed(user).id,
         "team": make_team().id,
+        "event": make_event(user).id,
     }
     db.session.commit()
     checked = 0
