@@ -18,6 +18,7 @@ The file's bytes only depend on the data (DTSTAMP is the row's last change, not 
 time of the request), so its hash is a stable ETag for conditional requests.
 """
 
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from flask_babel import gettext as _
 from icalendar import Calendar, Timezone, vCalAddress, vDuration, vRecur
 from icalendar import Event as VEvent
 from icalendar import Todo as VTodo
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
@@ -191,6 +192,102 @@ _EVENT_LOADING = (
 )
 
 
+def _root_events_filter(people: list[int], start: datetime, end: datetime):
+    # One list of ids from two indexes (organizer, attendee): an OR of the two would
+    # make the database read every event.
+    theirs = union(
+        select(Event.id).where(Event.organizer_id.in_(people)),
+        select(EventAttendee.event_id).where(EventAttendee.user_id.in_(people)),
+    )
+    return and_(
+        Event.id.in_(theirs),
+        Event.parent_id.is_(None),
+        Event.status != "cancelled",
+        overlapping(start, end),
+    )
+
+
+def _tasks_filter(user_id: int, start: datetime, end: datetime):
+    return and_(
+        Task.assignee_id == user_id,
+        Task.due_at.is_not(None),
+        Task.due_at < end,
+        or_(Task.status == "open", and_(Task.status == "done", Task.due_at >= start)),
+    )
+
+
+@dataclass(frozen=True)
+class FeedVersion:
+    """What the feed's file depends on, summed up by two aggregate queries.
+
+    Every change to an event (answers of attendees included: they bump its SEQUENCE)
+    or a task moves its updated_at; additions and removals move the counts. Names of
+    people and records are not followed: the cached file expires after CACHE_SECONDS.
+    """
+
+    etag: str
+    last_modified: datetime | None
+
+
+CACHE_SECONDS = 3600
+# Bumped when the file's layout changes, so that no cached file of the old layout is served.
+LAYOUT_VERSION = 1
+
+
+def feed_version(feed: CalendarFeed, now: datetime | None = None) -> FeedVersion:
+    start, end = feed_window(now)
+    people = _member_ids(feed)
+    parts = [LAYOUT_VERSION, feed.id, start.date().isoformat()]
+    if feed.user is not None:
+        parts += [feed.user.locale, feed.user.timezone]
+    changes = [feed.created_at]
+    if people:
+        roots = select(Event.id).where(_root_events_filter(people, start, end))
+        summary = (func.count(Event.id), func.max(Event.updated_at), func.sum(Event.sequence))
+        for row in (
+            db.session.execute(select(*summary).where(Event.id.in_(roots))).one(),
+            db.session.execute(select(*summary).where(Event.parent_id.in_(roots))).one(),
+        ):
+            parts += list(row)
+            changes.append(row[1])
+    if feed.user_id is not None:
+        row = db.session.execute(
+            select(func.count(Task.id), func.max(Task.updated_at)).where(
+                _tasks_filter(feed.user_id, start, end)
+            )
+        ).one()
+        parts += list(row)
+        changes.append(row[1])
+    etag = hashlib.sha256("|".join(str(p) for p in parts).encode()).hexdigest()[:32]
+    return FeedVersion(etag, max((c for c in changes if c is not None), default=None))
+
+
+def cached_body(feed: CalendarFeed, version: FeedVersion, build: Callable[[], bytes]) -> bytes:
+    """The file from Redis while its version holds; built (and kept) otherwise.
+
+    Serializing a few hundred events takes a few hundred milliseconds, and calendar
+    apps poll every few minutes: the file is built once per change, not per poll.
+    A Redis failure only costs the build.
+    """
+    from redis.exceptions import RedisError
+
+    from crm.queues import redis_connection
+
+    key = f"crm:feed:{feed.id}:{version.etag}"
+    try:
+        connection = redis_connection()
+        body = connection.get(key)
+    except RedisError:
+        connection, body = None, None
+    if body is not None:
+        return body
+    body = build()
+    if connection is not None:
+        with contextlib.suppress(RedisError):
+            connection.set(key, body, ex=CACHE_SECONDS)
+    return body
+
+
 def feed_events(feed: CalendarFeed, start: datetime, end: datetime) -> list[Event]:
     """Root events (single events and series) of the feed's people that touch [start, end).
 
@@ -200,15 +297,9 @@ def feed_events(feed: CalendarFeed, start: datetime, end: datetime) -> list[Even
     people = _member_ids(feed)
     if not people:
         return []
-    attends = exists().where(EventAttendee.event_id == Event.id, EventAttendee.user_id.in_(people))
     query = (
         select(Event)
-        .where(
-            Event.parent_id.is_(None),
-            Event.status != "cancelled",
-            overlapping(start, end),
-            or_(Event.organizer_id.in_(people), attends),
-        )
+        .where(_root_events_filter(people, start, end))
         .options(*_EVENT_LOADING, selectinload(Event.overrides).options(*_EVENT_LOADING))
         .order_by(Event.starts_at, Event.id)
     )
@@ -220,17 +311,7 @@ def feed_tasks(feed: CalendarFeed, start: datetime, end: datetime) -> list[Task]
     if feed.user_id is None:
         return []
     query = (
-        select(Task)
-        .where(
-            Task.assignee_id == feed.user_id,
-            Task.due_at.is_not(None),
-            Task.due_at < end,
-            or_(
-                Task.status == "open",
-                and_(Task.status == "done", Task.due_at >= start),
-            ),
-        )
-        .order_by(Task.due_at, Task.id)
+        select(Task).where(_tasks_filter(feed.user_id, start, end)).order_by(Task.due_at, Task.id)
     )
     return list(db.session.scalars(query))
 

@@ -28,6 +28,7 @@ from sqlalchemy.orm import selectinload
 from crm.extensions import db
 from crm.models import Contact, Event, EventAttendee, User
 from crm.models.search_keys import email_key
+from crm.models.types import utcnow
 from crm.permissions import can_edit_event
 from crm.services import reminders
 from crm.services.recurrence import (
@@ -669,6 +670,7 @@ def _fill(event: Event, item: InvitedEvent) -> None:
 
 def _update(event: Event, item: InvitedEvent, user: User) -> None:
     _fill(event, item)
+    event.updated_at = utcnow()  # attendee rows may be all that changed: feeds must see it
     event.status = "confirmed"
     event.private = item.private or event.private
     present_users = {a.user_id for a in event.attendees if a.user_id}
@@ -692,6 +694,7 @@ def _update(event: Event, item: InvitedEvent, user: User) -> None:
 def _cancel(event: Event, item: InvitedEvent) -> Event:
     """Cancel the event, or one occurrence of a series (an override, or an EXDATE)."""
     event.sequence = max(item.sequence, event.sequence or 0)
+    event.updated_at = utcnow()
     if item.recurrence_id is not None and event.parent_id is None and event.rrule:
         skipped = set(event.exdates or ())
         skipped.add(iso_utc(item.recurrence_id))

@@ -28,18 +28,25 @@ def feed(token: str):
     found = calendar_feed.find_by_token(token)
     if found is None:
         abort(404)
-    built = calendar_feed.build_feed(found, _absolute_link, request.host.split(":")[0])
+    version = calendar_feed.feed_version(found)
     if calendar_feed.record_fetch(found):
         db.session.commit()
-    response = make_response(built.body)
+    if version.etag in request.if_none_match:
+        body = b""  # answered 304 below: nothing to build
+    else:
+        domain = request.host.split(":")[0]
+        body = calendar_feed.cached_body(
+            found, version, lambda: calendar_feed.build_feed(found, _absolute_link, domain).body
+        )
+    response = make_response(body)
     response.mimetype = "text/calendar"
     response.charset = "utf-8"
     response.headers["Content-Disposition"] = 'inline; filename="agenda.ics"'
     # Private: the address is a secret; no shared cache may keep the agenda. Clients
     # come back with If-None-Match and get a 304 while nothing changed.
     response.headers["Cache-Control"] = "private, max-age=300"
-    response.set_etag(built.etag)
-    response.last_modified = built.last_modified
+    response.set_etag(version.etag)
+    response.last_modified = version.last_modified
     response.headers["X-Robots-Tag"] = "noindex"
     return response.make_conditional(request)
 
