@@ -189,6 +189,20 @@ def test_plan_a_meeting_from_a_contact_fills_the_link_and_the_invitation(as_role
     assert f"Grace Hopper (#{contact.id})" in page
     assert f'name="contacts" value="{contact.id}" checked' in page
     assert "Meeting with Grace Hopper" in page
+    contact_page = client.get(f"/contacts/{contact.id}").text
+    assert f'href="/agenda/events/new?contact_id={contact.id}"' in contact_page
+
+
+def test_plan_a_meeting_from_a_deal_links_the_deal_and_its_contact(as_role):
+    from tests.factories import make_deal
+
+    client, me = as_role("sales")
+    contact = make_contact("Alan", "Turing")
+    deal = make_deal(owner=me, title="Enigma renewal", contact=contact)
+    db.session.commit()
+    assert f'href="/agenda/events/new?deal_id={deal.id}"' in client.get(f"/deals/{deal.id}").text
+    page = client.get(f"/agenda/events/new?deal_id={deal.id}").text
+    assert f"Enigma renewal (#{deal.id})" in page and f"Alan Turing (#{contact.id})" in page
 
 
 # ---- conflicts ---------------------------------------------------------------------------
