@@ -12,6 +12,7 @@ from crm.blueprints.contacts.forms import (
     field_form_class,
 )
 from crm.blueprints.deals.forms import DealQuickAddForm
+from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
 from crm.extensions import db
 from crm.form_helpers import choices
 from crm.labels import STAGE_LABELS
@@ -99,6 +100,7 @@ def _detail_context(contact: Contact, **extra) -> dict:
         "activity_form": ActivityForm(formdata=None),
         "stages": STAGES,
         "editing": None,
+        **record_panel_context("contact", contact),
     }
     context.update(extra)
     return context
@@ -229,7 +231,7 @@ def log_activity(contact_id: int):
             **_detail_context(contact, activity_form=form),
         )
     kind = form.kind.data
-    record_activity(
+    activity = record_activity(
         current_user,
         kind,
         contact=contact,
@@ -242,11 +244,14 @@ def log_activity(contact_id: int):
         return hx.location(url_for("contacts.detail", contact_id=contact.id))
     fresh = ActivityForm(formdata=None)
     fresh.kind.data = kind
+    # After a call, a follow-up task is proposed, ready to accept in one click.
+    follow_up = follow_up_form(contact, activity.id) if kind == "call" else None
     return hx.render_fragment(
         "contacts/detail.html",
         "composer",
         "timeline_refresh",
-        **_detail_context(contact, activity_form=fresh),
+        "follow_up",
+        **_detail_context(contact, activity_form=fresh, follow_up=follow_up),
     )
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from crm import htmx as hx
 from crm.blueprints.deals import bp
 from crm.blueprints.deals.forms import DealForm, DealQuickAddForm, LineForm, MoveForm, NoteForm
+from crm.blueprints.tasks.routes import record_panel_context
 from crm.extensions import db
 from crm.form_helpers import choices
 from crm.models import Activity, Contact, Deal, DealLine, Pipeline, Product, Stage, User
@@ -125,6 +126,7 @@ def _page_context(deal: Deal, **extra) -> dict:
         "margin": deals.margin(deal),
         "stalled": deals.is_stalled(deal),
         "conflict": None,
+        **record_panel_context("deal", deal),
     }
     context.update(extra)
     return context

@@ -1,5 +1,7 @@
 """The start page, personal settings, and the areas still to come."""
 
+from zoneinfo import ZoneInfo
+
 from flask import Blueprint, request
 from flask_babel import gettext as _
 from flask_babel import refresh
@@ -12,6 +14,7 @@ from crm.extensions import db
 from crm.i18n import select_timezone
 from crm.models import Activity, Contact
 from crm.permissions import has_permission, requires, visible_activities, visible_contacts
+from crm.services import tasks
 
 bp = Blueprint("main", __name__)
 
@@ -40,7 +43,15 @@ def home():
                 .limit(8)
             )
         )
-    return hx.render("main/home.html", recent_activities=recent_activities, my_leads=my_leads)
+    zone = ZoneInfo(select_timezone())
+    return hx.render(
+        "main/home.html",
+        recent_activities=recent_activities,
+        my_leads=my_leads,
+        my_day=tasks.my_day(current_user, zone),
+        zone=zone,
+        now=tasks.now(),
+    )
 
 
 @bp.route("/settings", methods=["GET", "POST"])

@@ -1,0 +1,275 @@
+"""Tasks: create, complete in one click, change, and the lists that show them.
+
+Every change re-plans the task's reminder (crm/services/reminders.py) in the same
+transaction. Due times are aware UTC; a task due "on a day" (all_day) is stored
+at that day's local midnight in its assignee's zone, and is overdue once that
+day is over. "My tasks" groups are computed in the viewer's zone.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from crm.extensions import db
+from crm.models import Company, Contact, Deal, Event, EventAttendee, Task, User
+from crm.permissions import ADMIN, MANAGER, visible_events, visible_tasks
+from crm.services.recurrence import expand_all, from_local_naive, overlapping
+from crm.services.reminders import now, schedule_task, user_zone
+
+GROUPS = ("overdue", "today", "upcoming", "no_date")
+FOLLOW_UP_WORKING_DAYS = 2
+FOLLOW_UP_TIME = time(9, 0)
+DONE_LIMIT = 50
+RECORD_PANEL_LIMIT = 20
+
+
+def _loaded(query):
+    return query.options(
+        selectinload(Task.assignee),
+        selectinload(Task.contact),
+        selectinload(Task.company),
+        selectinload(Task.deal),
+    )
+
+
+# ---- due times -------------------------------------------------------------
+
+
+def due_from_local(
+    day: date | None, at: time | None, zone: ZoneInfo
+) -> tuple[datetime | None, bool]:
+    """(due_at, all_day) from a local date and an optional local time."""
+    if day is None:
+        return None, False
+    if at is None:
+        return from_local_naive(datetime.combine(day, time()), zone), True
+    return from_local_naive(datetime.combine(day, at), zone), False
+
+
+def due_day(task: Task, zone: ZoneInfo) -> date | None:
+    """The local day a task is due on: in its assignee's zone when it is due on a day."""
+    if task.due_at is None:
+        return None
+    if task.all_day:
+        return task.due_at.astimezone(user_zone(task.assignee) if task.assignee else zone).date()
+    return task.due_at.astimezone(zone).date()
+
+
+def is_overdue(task: Task, zone: ZoneInfo, at: datetime | None = None) -> bool:
+    if task.due_at is None or task.status != "open":
+        return False
+    at = at or now()
+    if task.all_day:
+        return due_day(task, zone) < at.astimezone(zone).date()
+    return task.due_at < at
+
+
+def add_working_days(day: date, count: int) -> date:
+    while count:
+        day += timedelta(days=1)
+        if day.weekday() < 5:
+            count -= 1
+    return day
+
+
+def follow_up_due(user: User, at: datetime | None = None) -> datetime:
+    """Two working days after `at`, at 09:00 in the user's zone."""
+    zone = user_zone(user)
+    today = (at or now()).astimezone(zone).date()
+    day = add_working_days(today, FOLLOW_UP_WORKING_DAYS)
+    return from_local_naive(datetime.combine(day, FOLLOW_UP_TIME), zone)
+
+
+# ---- who may be assigned ---------------------------------------------------
+
+
+def assignable_users(user: User) -> list[User]:
+    """Admins assign to anybody; others to themselves and their team."""
+    query = select(User).where(User.active.is_(True)).order_by(User.name)
+    if user.role != ADMIN:
+        if user.team_id is None:
+            return [user]
+        query = query.where(User.team_id == user.team_id)
+    return list(db.session.scalars(query))
+
+
+def can_plan_for_others(user: User) -> bool:
+    return user.role in (ADMIN, MANAGER)
+
+
+# ---- changes ---------------------------------------------------------------
+
+
+def create_task(
+    actor: User,
+    title: str,
+    *,
+    due_at: datetime | None = None,
+    all_day: bool = False,
+    assignee: User | None = None,
+    notes: str | None = None,
+    contact: Contact | None = None,
+    company: Company | None = None,
+    deal: Deal | None = None,
+    reminder_minutes: int | None = None,
+    source_activity_id: int | None = None,
+) -> Task:
+    task = Task(
+        title=title.strip(),
+        notes=notes or None,
+        due_at=due_at,
+        all_day=all_day and due_at is not None,
+        assignee=assignee or actor,
+        created_by=actor,
+        contact=contact,
+        company=company or (contact.company if contact is not None else None),
+        deal=deal,
+        reminder_minutes=reminder_minutes,
+        source_activity_id=source_activity_id,
+    )
+    db.session.add(task)
+    db.session.flush()
+    schedule_task(task)
+    return task
+
+
+def update_task(task: Task, **fields) -> Task:
+    for name, value in fields.items():
+        setattr(task, name, value)
+    if task.due_at is None:
+        task.all_day = False
+    schedule_task(task)
+    return task
+
+
+def complete_task(task: Task) -> bool:
+    """Mark done; False when it already was (a double click changes nothing)."""
+    if task.status == "done":
+        return False
+    task.status, task.completed_at = "done", now()
+    schedule_task(task)
+    return True
+
+
+def reopen_task(task: Task) -> bool:
+    if task.status == "open":
+        return False
+    task.status, task.completed_at = "open", None
+    schedule_task(task)
+    return True
+
+
+def delete_task(task: Task) -> None:
+    # Its reminder rows go with it (ON DELETE CASCADE).
+    db.session.delete(task)
+    db.session.flush()
+
+
+# ---- lists -----------------------------------------------------------------
+
+
+@dataclass
+class TaskGroups:
+    overdue: list[Task] = field(default_factory=list)
+    today: list[Task] = field(default_factory=list)
+    upcoming: list[Task] = field(default_factory=list)
+    no_date: list[Task] = field(default_factory=list)
+
+    def items(self):
+        return [(name, getattr(self, name)) for name in GROUPS]
+
+    @property
+    def total(self) -> int:
+        return sum(len(tasks) for _name, tasks in self.items())
+
+
+def group_open_tasks(tasks, zone: ZoneInfo, at: datetime | None = None) -> TaskGroups:
+    at = at or now()
+    today = at.astimezone(zone).date()
+    groups = TaskGroups()
+    for task in tasks:
+        day = due_day(task, zone)
+        if day is None:
+            groups.no_date.append(task)
+        elif is_overdue(task, zone, at):
+            groups.overdue.append(task)
+        elif day == today:
+            groups.today.append(task)
+        else:
+            groups.upcoming.append(task)
+    return groups
+
+
+def _assignee_filter(query, viewer: User, assignee: str):
+    """ "me" (default), "team" (managers and admins: their team), or a user id they may see."""
+    if assignee == "team" and can_plan_for_others(viewer):
+        if viewer.role == ADMIN and viewer.team_id is None:
+            return query
+        members = select(User.id).where(User.team_id == viewer.team_id)
+        return query.where(Task.assignee_id.in_(members))
+    if assignee.isdigit() and can_plan_for_others(viewer):
+        return query.where(Task.assignee_id == int(assignee))
+    return query.where(Task.assignee_id == viewer.id)
+
+
+def open_tasks(viewer: User, assignee: str = "me") -> list[Task]:
+    query = _assignee_filter(visible_tasks(viewer), viewer, assignee).where(Task.status == "open")
+    # Undated last; then by due time (SQLite and PostgreSQL sort NULLs differently).
+    query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
+    return list(db.session.scalars(_loaded(query)))
+
+
+def done_tasks(viewer: User, assignee: str = "me") -> list[Task]:
+    query = _assignee_filter(visible_tasks(viewer), viewer, assignee).where(Task.status == "done")
+    query = query.order_by(Task.completed_at.desc(), Task.id.desc()).limit(DONE_LIMIT)
+    return list(db.session.scalars(_loaded(query)))
+
+
+def open_tasks_for(viewer: User, *, contact=None, company=None, deal=None) -> list[Task]:
+    """The open tasks linked to one record, as the viewer may see them."""
+    query = visible_tasks(viewer).where(Task.status == "open")
+    if contact is not None:
+        query = query.where(Task.contact_id == contact.id)
+    elif company is not None:
+        query = query.where(Task.company_id == company.id)
+    elif deal is not None:
+        query = query.where(Task.deal_id == deal.id)
+    else:
+        raise ValueError("a record is needed")
+    query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.id).limit(RECORD_PANEL_LIMIT)
+    return list(db.session.scalars(_loaded(query)))
+
+
+@dataclass
+class MyDay:
+    overdue: list[Task]
+    today: list[Task]
+    occurrences: list  # crm.services.recurrence.Occurrence, today's, by start
+
+
+def my_day(user: User, zone: ZoneInfo, at: datetime | None = None) -> MyDay:
+    """The start page: my overdue tasks, today's, and today's events I organize or attend."""
+    at = at or now()
+    soon = (
+        visible_tasks(user)
+        .where(Task.assignee_id == user.id, Task.status == "open")
+        .where(Task.due_at.is_not(None), Task.due_at < at + timedelta(days=2))
+        .order_by(Task.due_at, Task.id)
+    )
+    groups = group_open_tasks(db.session.scalars(_loaded(soon)), zone, at)
+    today = at.astimezone(zone).date()
+    start = from_local_naive(datetime.combine(today, time()), zone)
+    end = from_local_naive(datetime.combine(today + timedelta(days=1), time()), zone)
+    mine = select(EventAttendee.event_id).where(EventAttendee.user_id == user.id)
+    events = db.session.scalars(
+        visible_events(user)
+        .where(
+            overlapping(start, end),
+            (Event.organizer_id == user.id) | Event.id.in_(mine),
+        )
+        .options(selectinload(Event.overrides), selectinload(Event.organizer))
+    ).all()
+    return MyDay(groups.overdue, groups.today, expand_all(events, start, end))
