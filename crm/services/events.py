@@ -113,7 +113,8 @@ def _check(fields: EventFields) -> None:
 
 def _set_attendees(event: Event, user_ids: list[int], contact_ids: list[int]) -> None:
     """Keep the answers of people still invited; add the new ones, drop the others."""
-    wanted_users = set(user_ids) - {event.organizer_id}
+    organizer_id = event.organizer.id if event.organizer is not None else event.organizer_id
+    wanted_users = set(user_ids) - {organizer_id}
     wanted_contacts = set(contact_ids)
     kept = []
     for attendee in event.attendees:
@@ -176,6 +177,8 @@ def _detach(occurrence: Occurrence) -> Event:
     event = occurrence.event
     if occurrence.recurrence_id is None:
         return event
+    # Read before the override exists: a lazy load then would flush it half-built.
+    invited = [(a.user_id, a.contact_id, a.response) for a in event.attendees]
     override = Event(
         parent=event,
         recurrence_id=occurrence.recurrence_id,
@@ -202,11 +205,11 @@ def _detach(occurrence: Occurrence) -> Event:
             )
         },
     )
-    override.attendees = [
-        EventAttendee(user_id=a.user_id, contact_id=a.contact_id, response=a.response)
-        for a in event.attendees
-    ]
     db.session.add(override)
+    override.attendees = [
+        EventAttendee(user_id=user_id, contact_id=contact_id, response=response)
+        for user_id, contact_id, response in invited
+    ]
     return override
 
 
