@@ -17,6 +17,7 @@ from tests.factories import (
     make_deal,
     make_event,
     make_product,
+    make_task,
     make_team,
     make_user,
 )
@@ -48,6 +49,15 @@ def test_declared_permissions_exist(app):
         assert permission == PUBLIC or permission in POLICY, rule.rule
 
 
+def _notification(user):
+    from crm.models.agenda import Notification
+
+    notification = Notification(user=user, title="Reminder", url="/tasks")
+    db.session.add(notification)
+    db.session.flush()
+    return notification
+
+
 def _url(rule, ids) -> str:
     values = {
         "contact_id": ids["contact"],
@@ -63,6 +73,8 @@ def _url(rule, ids) -> str:
         "feed_id": ids["feed"],  # the user's own calendar feed
         "team_id": ids["team"],
         "key": ids["event"],  # an event the user organizes (deleted on the way: then 404)
+        "task_id": ids["task"],  # the user's own task (deleted on the way: then 404)
+        "notification_id": ids["notification"],  # the user's own notification
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -89,6 +101,8 @@ def test_route_role_matrix(app, as_role, role):
         "feed": calendar_feed.create_user_feed(user).id,
         "team": make_team().id,
         "event": make_event(user).id,
+        "task": make_task(user).id,
+        "notification": _notification(user).id,
     }
     db.session.commit()
     checked = 0

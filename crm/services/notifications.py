@@ -72,7 +72,10 @@ def _event_text(reminder: Reminder, zone, today, locale: str) -> ReminderText:
     details = []
     if event.location:
         details.append(_("Where: %(place)s", place=event.location))
-    people = [a.user.name if a.user else a.contact.name for a in event.attendees]
+    # The other people of the meeting: the organizer and attendees, the recipient left out.
+    others = [event.organizer] if event.organizer else []
+    others += [a.user or a.contact for a in event.attendees]
+    people = list(dict.fromkeys(p.name for p in others if p is not None and p != reminder.user))
     if people:
         details.append(_("With: %(people)s", people=", ".join(people)))
     local_day = reminder.occurrence_start.astimezone(zone).date().isoformat()

@@ -47,7 +47,7 @@ def index():
     return hx.render(
         "notifications/index.html",
         {"notification-rows": "rows", "load-more": "rows"},
-        items=items[:PAGE_SIZE],
+        entries=items[:PAGE_SIZE],
         more=more,
     )
 
@@ -65,7 +65,7 @@ def count():
 def menu():
     return render_template(
         "notifications/_menu.html",
-        items=notifications.recent(current_user),
+        entries=notifications.recent(current_user),
         unread=notifications.unread_count(current_user),
     )
 
@@ -113,6 +113,6 @@ def read_all():
         hx.toast(_("All notifications marked as read."))
     if hx.is_partial() and hx.target_id() == "bell-panel":
         return render_template(
-            "notifications/_menu.html", items=notifications.recent(current_user), unread=0
+            "notifications/_menu.html", entries=notifications.recent(current_user), unread=0
         )
     return hx.location(url_for("notifications.index"))
