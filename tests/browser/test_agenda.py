@@ -71,6 +71,7 @@ def test_create_an_event_by_clicking_a_slot(
         expect(title).to_be_focused()
         expect(dialog.locator("input[name=start_time]")).to_have_value("10:00")
         expect(dialog.locator("input[name=end_time]")).to_have_value("11:00")
+        shoot(page, tmp_path, "agenda-new-event")
         page.keyboard.insert_text("Demo with Acme")
         page.keyboard.press("Enter")
         expect(page.locator("#toasts .toast").filter(has_text="Event created.")).to_be_visible()
@@ -162,3 +163,51 @@ def test_team_view_shows_each_person_and_plans_for_them(
     assert created.organizer_id == reps[1].id
     assert created.starts_at == at(thursday, 9)
     shoot(page, tmp_path, "agenda-team")
+
+
+def test_resize_by_the_bottom_edge_and_move_in_the_month(
+    page: Page, clicks: Clicks, signed_in, planner, seed, tmp_path
+):
+    event = factories.make_event(planner, at(MONDAY, 9), minutes=60, title="Workshop")
+    seed.commit()
+    signed_in(page, planner)
+    page.goto(f"/agenda?view=week&date={MONDAY.isoformat()}")
+    block = column(page, MONDAY).locator(".ev", has_text="Workshop")
+    edge = block.locator(".ev-resize")
+    box = edge.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    with clicks.task("make an event longer (drag its bottom edge)", budget=1):
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x, y + 10, steps=2)
+        page.mouse.move(x, y + 2 * slot_height(page, MONDAY), steps=4)  # half an hour more
+        page.mouse.up()
+        clicks.count += 1
+        expect(page.locator("#toasts .toast").filter(has_text="Event moved.")).to_be_visible()
+    assert stored(event.id).ends_at == at(MONDAY, 10, 30)
+
+    page.goto(f"/agenda?view=month&date={MONDAY.isoformat()}")
+    chip = page.locator(f'.mg-cell[data-date="{MONDAY.isoformat()}"] .chip', has_text="Workshop")
+    friday = page.locator(f'.mg-cell[data-date="{(MONDAY + timedelta(days=4)).isoformat()}"]')
+    start, end = chip.bounding_box(), friday.bounding_box()
+    with clicks.task("move an event to another day of the month (one drag)", budget=1):
+        page.mouse.move(start["x"] + 20, start["y"] + 6)
+        page.mouse.down()
+        page.mouse.move(start["x"] + 30, start["y"] + 10, steps=2)
+        page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=6)
+        page.mouse.up()
+        clicks.count += 1
+        expect(page.locator("#toasts .toast").filter(has_text="Event moved.")).to_be_visible()
+    expect(friday.locator(".chip", has_text="Workshop")).to_be_visible()
+    moved = stored(event.id)
+    assert (moved.starts_at, moved.ends_at) == (
+        at(MONDAY + timedelta(days=4), 9),
+        at(MONDAY + timedelta(days=4), 10, 30),
+    )
+    shoot(page, tmp_path, "agenda-month")
+
+    # The event opens in the dialog with one click.
+    clicks.click(friday.locator(".chip", has_text="Workshop"))
+    dialog = page.locator("#event-dialog")
+    expect(dialog.get_by_role("heading", name="Workshop")).to_be_visible()
+    shoot(page, tmp_path, "agenda-event-dialog")

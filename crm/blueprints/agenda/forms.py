@@ -69,7 +69,7 @@ class EventForm(FlaskForm):
     start_date = DateField(_l("Date"), validators=[DataRequired()])
     start_time = TimeField(_l("From"), validators=[Optional()])
     end_time = TimeField(_l("To"), validators=[Optional()])
-    end_date = DateField(_l("Until (date)"), validators=[Optional()])
+    end_date = DateField(_l("Ends on (another day)"), validators=[Optional()])
     all_day = BooleanField(_l("All day"))
     location = StringField(_l("Location"), filters=STRIP, validators=[Length(max=300)])
     description = TextAreaField(_l("Description"), validators=[Length(max=20000)])
