@@ -26,6 +26,9 @@ def drag(page: Page, clicks: Clicks, card: Locator, column: Locator) -> None:
     """One drag, counted as one click: press on the card, release over the column."""
     card_id = card.get_attribute("id")
     card.scroll_into_view_if_needed()
+    # SortableJS ignores a press on a card while it animates it (120 ms after a drop,
+    # longer on a busy machine): wait until it has let go of the card.
+    page.wait_for_function("id => !document.getElementById(id).animated", arg=card_id)
     start = card.bounding_box()
     x, y = start["x"] + start["width"] / 2, start["y"] + 12
     page.mouse.move(x, y)
