@@ -4,7 +4,8 @@ sweep_reminders() (enqueued by the cron process of worker.py) is the repair
 loop of DESIGN.md §6. It
 1. plans the series again, so their horizon moves forward;
 2. enqueues a delivery job for every due pending row, under the job id
-   "reminder-<id>", unless that job is already waiting in Redis;
+   "reminder-<id>", unless that job is already waiting in Redis, and schedules
+   the rows falling due before the next sweep at their own time;
 3. re-enqueues what was lost: rows left in "sending" by a worker that died
    (kill -9) longer than REMINDER_CLAIM_TIMEOUT_SECONDS, and due rows whose job
    is gone (Redis flushed) or dead.
@@ -15,7 +16,8 @@ so a row enqueued twice, or picked by two workers at once, is delivered once.
 
 import contextlib
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 
 from flask import current_app
 from rq import Queue, Retry
@@ -51,10 +53,14 @@ def _delivery_timeout() -> int:
     return max(2, int(current_app.config["REMINDER_CLAIM_TIMEOUT_SECONDS"] * 0.8))
 
 
-def enqueue_delivery(reminder_id: int, channel: str, connection=None) -> Job:
+def enqueue_delivery(
+    reminder_id: int, channel: str, connection=None, at: datetime | None = None
+) -> Job:
+    """Queue the delivery now, or at `at` through RQ's scheduler (same job id either way)."""
     connection = connection or redis_connection()
     queue = Queue(queue_for(channel), connection=connection)
-    return queue.enqueue(
+    enqueue = queue.enqueue if at is None else partial(queue.enqueue_at, at)
+    return enqueue(
         deliver_reminder,
         reminder_id,
         job_id=job_id(reminder_id),
@@ -92,7 +98,7 @@ def sweep_reminders() -> dict:
     db.session.commit()
 
     connection = redis_connection()
-    enqueued = repaired = 0
+    enqueued = repaired = scheduled = 0
     for reminder_id, channel, status in reminders.due_reminders(at):
         if _job_will_run(connection, reminder_id, status, at):
             continue
@@ -104,7 +110,21 @@ def sweep_reminders() -> dict:
             log.warning("Reminder %s was abandoned while sending: enqueued again", reminder_id)
         else:
             enqueued += 1
-    return {"series": len(series), "enqueued": enqueued, "repaired": repaired}
+    # What falls due before the next sweep is handed to RQ's scheduler for its exact
+    # time, so a reminder is on time rather than up to a sweep period late. The row
+    # stays the truth: a job that runs for a row moved meanwhile claims nothing, and
+    # the sweep after the row's new time enqueues it again.
+    next_sweep = at + timedelta(seconds=current_app.config["REMINDER_SWEEP_SECONDS"])
+    for reminder_id, channel, remind_at in reminders.upcoming_reminders(at, next_sweep):
+        if not _job_will_run(connection, reminder_id, "pending", at):
+            enqueue_delivery(reminder_id, channel, connection, at=remind_at)
+            scheduled += 1
+    return {
+        "series": len(series),
+        "enqueued": enqueued,
+        "repaired": repaired,
+        "scheduled": scheduled,
+    }
 
 
 def deliver_reminder(reminder_id: int) -> str:

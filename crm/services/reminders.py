@@ -298,6 +298,16 @@ def due_reminders(at: datetime | None = None, limit: int = 500) -> list[tuple[in
     return [tuple(row) for row in rows]
 
 
+def upcoming_reminders(at: datetime, until: datetime) -> list[tuple[int, str, datetime]]:
+    """(id, channel, remind_at) of the pending rows falling due in (at, until]."""
+    rows = db.session.execute(
+        select(Reminder.id, Reminder.channel, Reminder.remind_at)
+        .where(Reminder.status == "pending", Reminder.remind_at > at, Reminder.remind_at <= until)
+        .order_by(Reminder.remind_at)
+    )
+    return [tuple(row) for row in rows]
+
+
 def claim(reminder_id: int, at: datetime | None = None) -> bool:
     """Compare-and-set pending (or abandoned sending) → sending; True when this caller won."""
     at = at or now()

@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from rq import Queue
-from rq.registry import StartedJobRegistry
+from rq.job import Job, JobStatus
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from sqlalchemy import func, select, update
 
 from crm.extensions import db
@@ -300,7 +301,12 @@ def test_redis_flushed_with_reminders_enqueued_then_swept_and_delivered_once(ctx
         wait_until(lambda: status_counts() == Counter({"sent": len(rows)}), "all sent", workers)
         delivered = time.monotonic() - started
         wait_until(queues_idle, "the queues to empty", workers)
-        assert reminder_jobs.sweep_reminders() == {"series": 0, "enqueued": 0, "repaired": 0}
+        assert reminder_jobs.sweep_reminders() == {
+            "series": 0,
+            "enqueued": 0,
+            "repaired": 0,
+            "scheduled": 0,
+        }
         assert_delivered_once(rows, recorder)
     print(f"\n[flush] {len(rows)} reminders re-enqueued and delivered in {delivered:.2f} s")
 
@@ -413,3 +419,31 @@ def test_smtp_unreachable_is_temporary(ctx, data_app, monkeypatch):
     with pytest.raises(MailError) as raised:
         send_message("ann@example.com", "Hello", "Body")
     assert raised.value.temporary
+
+
+# ---- on time: the sweeper hands what falls due before its next run to RQ's scheduler ----
+
+
+def test_a_reminder_due_before_the_next_sweep_is_delivered_at_its_own_time(ctx, workers_for):
+    user = make_user(email_reminders=False)
+    start = reminders.now().replace(microsecond=0) + timedelta(minutes=15, seconds=3)
+    reminders.schedule_event(make_event(user, start))
+    db.session.commit()
+    row = db.session.scalars(select(Reminder)).one()  # in-app only: due in 3 seconds
+
+    summary = reminder_jobs.sweep_reminders()
+    assert (summary["enqueued"], summary["scheduled"]) == (0, 1)
+    job = Job.fetch(reminder_jobs.job_id(row.id), connection=redis_connection())
+    assert job.get_status() == JobStatus.SCHEDULED
+    scheduled_at = ScheduledJobRegistry(
+        "default", connection=redis_connection()
+    ).get_scheduled_time(job)
+    assert scheduled_at == row.remind_at.replace(microsecond=0)
+    assert reminder_jobs.sweep_reminders()["scheduled"] == 0  # already waiting in Redis
+
+    workers = workers_for(free_port())
+    workers.start()  # RQ's scheduler runs in the worker and moves the job on time
+    wait_until(lambda: status_counts() == Counter({"sent": 1}), "the reminder sent", workers)
+    db.session.refresh(row)
+    assert row.remind_at <= row.sent_at < row.remind_at + timedelta(seconds=5)
+    assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
