@@ -111,6 +111,8 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.contacts.routes import bp as contacts_bp
     from crm.blueprints.deals import bp as deals_bp
     from crm.blueprints.feeds.routes import bp as feeds_bp
+    from crm.blueprints.incidents.routes import bp as incidents_bp
+    from crm.blueprints.interventions.routes import bp as interventions_bp
     from crm.blueprints.main.routes import bp as main_bp
     from crm.blueprints.notifications.routes import bp as notifications_bp
     from crm.blueprints.products.routes import bp as products_bp
@@ -129,6 +131,8 @@ def _register_blueprints(app: Flask) -> None:
         tasks_bp,
         notifications_bp,
         feeds_bp,
+        incidents_bp,
+        interventions_bp,
         admin_bp,
     )
     for blueprint in blueprints:

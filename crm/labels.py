@@ -60,8 +60,13 @@ def navigation() -> list[tuple[str, str, str, str]]:
         ("products.index", AREA_LABELS["products"], "products.view", "products"),
         ("agenda.index", AREA_LABELS["agenda"], "agenda.view", "agenda"),
         ("tasks.index", AREA_LABELS["tasks"], "tasks.use", "tasks"),
-        ("main.incidents", AREA_LABELS["incidents"], "incidents.view", "incidents"),
-        ("main.interventions", AREA_LABELS["interventions"], "interventions.view", "interventions"),
+        ("incidents.index", AREA_LABELS["incidents"], "incidents.view", "incidents"),
+        (
+            "interventions.index",
+            AREA_LABELS["interventions"],
+            "interventions.view",
+            "interventions",
+        ),
         ("main.reports", AREA_LABELS["reports"], "reports.view", "reports"),
         ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
     ]

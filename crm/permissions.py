@@ -13,7 +13,18 @@ from flask_login import current_user
 from sqlalchemy import Select, false, select
 
 from crm.extensions import db, login_manager
-from crm.models import Activity, Company, Contact, Deal, Event, Task, User
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    Event,
+    Incident,
+    Intervention,
+    Task,
+    TechnicianBooking,
+    User,
+)
 
 ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN = "admin", "manager", "sales", "support", "technician"
 EVERYONE = frozenset({ADMIN, MANAGER, SALES, SUPPORT, TECHNICIAN})
@@ -49,8 +60,15 @@ POLICY: dict[str, frozenset[str]] = {
     "agenda.plan_team": frozenset({ADMIN, MANAGER}),
     "tasks.use": EVERYONE,
     "notifications.view": EVERYONE,
+    # Sales read the incidents of their customers (visible_incidents); support works them.
     "incidents.view": OFFICE,
+    "incidents.edit": frozenset({ADMIN, MANAGER, SUPPORT}),
+    # Service levels, business hours, holidays, canned responses.
+    "support.configure": frozenset({ADMIN, MANAGER}),
     "interventions.view": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
+    "interventions.plan": frozenset({ADMIN, MANAGER, SUPPORT}),
+    # Status and report on site: technicians on their own bookings (can_work_intervention).
+    "interventions.work": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
     "reports.view": frozenset({ADMIN, MANAGER}),
     "users.manage": frozenset({ADMIN}),
 }
@@ -102,19 +120,62 @@ def can(permission: str, record=None) -> bool:
 # ---- record scopes ---------------------------------------------------------
 
 
+def _booked_intervention_ids(user: User):
+    """The interventions a technician is (or was) booked on."""
+    return select(TechnicianBooking.intervention_id).where(
+        TechnicianBooking.technician_id == user.id
+    )
+
+
 def visible_contacts(user: User) -> Select:
+    """Everybody in the office shares the address book; a technician sees the
+    customers of the interventions they are booked on, and no one else."""
     query = select(Contact)
     if user.role == TECHNICIAN:
-        # Interventions will open the contacts they need; until then, none.
-        return query.where(false())
+        booked = select(Intervention.contact_id).where(
+            Intervention.id.in_(_booked_intervention_ids(user))
+        )
+        return query.where(Contact.id.in_(booked))
     return query
 
 
 def visible_companies(user: User) -> Select:
     query = select(Company)
     if user.role == TECHNICIAN:
-        return query.where(false())
+        booked = select(Intervention.company_id).where(
+            Intervention.id.in_(_booked_intervention_ids(user))
+        )
+        return query.where(Company.id.in_(booked))
     return query
+
+
+def visible_incidents(user: User) -> Select:
+    """Support, managers and admins see every incident; a rep those of their own
+    customers (read-only); a technician those of their interventions."""
+    query = select(Incident)
+    if user.role in (ADMIN, MANAGER, SUPPORT):
+        return query
+    if user.role == SALES:
+        own_contacts = select(Contact.id).where(Contact.owner_id == user.id)
+        own_companies = select(Company.id).where(Company.owner_id == user.id)
+        return query.where(
+            Incident.contact_id.in_(own_contacts) | Incident.company_id.in_(own_companies)
+        )
+    if user.role == TECHNICIAN:
+        booked = select(Intervention.incident_id).where(
+            Intervention.id.in_(_booked_intervention_ids(user))
+        )
+        return query.where(Incident.id.in_(booked))
+    return query.where(false())
+
+
+def visible_interventions(user: User) -> Select:
+    query = select(Intervention)
+    if user.role in (ADMIN, MANAGER, SUPPORT):
+        return query
+    if user.role == TECHNICIAN:
+        return query.where(Intervention.id.in_(_booked_intervention_ids(user)))
+    return query.where(false())
 
 
 def visible_deals(user: User) -> Select:
@@ -191,6 +252,8 @@ SCOPES = {
     Activity: visible_activities,
     Event: visible_events,
     Task: visible_tasks,
+    Incident: visible_incidents,
+    Intervention: visible_interventions,
 }
 
 

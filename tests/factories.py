@@ -129,3 +129,40 @@ def make_task(assignee=None, due=None, **fields):
     db.session.add(task)
     db.session.flush()
     return task
+
+
+def make_incident(contact=None, **fields):
+    from crm.models import Incident
+    from crm.models.search_keys import fold
+
+    fields.setdefault("subject", f"Printer jammed {next(_seq)}")
+    incident = Incident(contact=contact, **fields)
+    if contact is not None and incident.company is None:
+        incident.company = contact.company
+    incident.subject_key = fold(incident.subject)
+    db.session.add(incident)
+    db.session.flush()
+    return incident
+
+
+def make_intervention(incident=None, technicians=(), start=None, minutes: int = 60, **fields):
+    """An intervention, booked for `technicians` at `start` (unscheduled without a start)."""
+    from datetime import timedelta
+
+    from crm.models import Intervention, TechnicianBooking
+
+    fields.setdefault("title", f"On-site visit {next(_seq)}")
+    intervention = Intervention(incident=incident, duration_minutes=minutes, **fields)
+    if incident is not None:
+        intervention.contact = intervention.contact or incident.contact
+        intervention.company = intervention.company or incident.company
+    if start is not None:
+        intervention.starts_at, intervention.ends_at = start, start + timedelta(minutes=minutes)
+        intervention.status = fields.get("status", "planned")
+        for technician in technicians:
+            intervention.bookings.append(
+                TechnicianBooking(technician=technician, starts_at=start, ends_at=intervention.ends_at)
+            )
+    db.session.add(intervention)
+    db.session.flush()
+    return intervention

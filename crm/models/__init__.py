@@ -11,9 +11,29 @@ from crm.models.agenda import (
 )
 from crm.models.contacts import Company, Contact, Tag, contact_tag
 from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
+from crm.models.support import (
+    BusinessHours,
+    EmailTemplate,
+    Holiday,
+    Incident,
+    IncidentMessage,
+    Intervention,
+    SlaPolicy,
+    SupportCalendar,
+    TechnicianBooking,
+)
 from crm.models.users import Team, User
 
 __all__ = [
+    "TechnicianBooking",
+    "SupportCalendar",
+    "SlaPolicy",
+    "Intervention",
+    "IncidentMessage",
+    "Incident",
+    "Holiday",
+    "EmailTemplate",
+    "BusinessHours",
     "Activity",
     "CalendarFeed",
     "Event",

@@ -42,6 +42,10 @@ class Activity(db.Model):
     deal_id: Mapped[int | None] = mapped_column(
         ForeignKey("deal.id", ondelete="CASCADE"), index=True
     )
+    # The incident this entry belongs to (a reply, a note, an intervention report).
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incident.id", ondelete="SET NULL"), index=True
+    )
     # The agenda event this entry reports on (a meeting report, a logged visit).
     event_id: Mapped[int | None] = mapped_column(
         ForeignKey("event.id", ondelete="SET NULL"), index=True

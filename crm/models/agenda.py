@@ -105,6 +105,9 @@ class Event(Timestamps, db.Model):
     deal_id: Mapped[int | None] = mapped_column(
         ForeignKey("deal.id", ondelete="SET NULL"), index=True
     )
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incident.id", ondelete="SET NULL"), index=True
+    )
     # The meeting report, written by the organizer after the meeting; it is also
     # written to the linked records' timelines as an Activity.
     report: Mapped[str | None] = mapped_column(Text)
@@ -185,6 +188,10 @@ class Task(Timestamps, db.Model):
     )
     deal_id: Mapped[int | None] = mapped_column(
         ForeignKey("deal.id", ondelete="CASCADE"), index=True
+    )
+    # The incident (a complaint) this task is the commercial follow-up of.
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incident.id", ondelete="SET NULL"), index=True
     )
     # The logged call (or other activity) this task follows up.
     source_activity_id: Mapped[int | None] = mapped_column(

@@ -112,6 +112,10 @@ class Deal(Timestamps, db.Model):
     )
     source: Mapped[str | None] = mapped_column(String(60))
     lost_reason: Mapped[str | None] = mapped_column(Text)
+    # The incident (a complaint) this deal is the commercial follow-up of.
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incident.id", ondelete="SET NULL"), index=True
+    )
     stage_entered_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Optimistic locking: an UPDATE names the version it read, so the second of

@@ -1,10 +1,10 @@
 """People who use the CRM, and the teams they work in."""
 
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 
 from flask_login import UserMixin
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import JSON, CheckConstraint, Date, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
@@ -37,6 +37,12 @@ class User(UserMixin, db.Model):
     locale: Mapped[str | None] = mapped_column(String(5))
     timezone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True)
+    # Support and field work: what a technician can do, when someone is away, how
+    # many open incidents an agent takes at most, and when round-robin last chose them.
+    skills: Mapped[list | None] = mapped_column(JSON)
+    away_until: Mapped[date | None] = mapped_column(Date)
+    max_open_incidents: Mapped[int | None]
+    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Reminders always reach the bell; by email too unless the user turns it off.
     email_reminders: Mapped[bool] = mapped_column(default=True)
     # The session cookie carries this token, not the id: replacing it ends every

@@ -83,8 +83,6 @@ def _coming_soon(area: str, permission: str):
 
 # Areas whose issues have not landed yet: a page that says so, in the navigation.
 for _area, _permission in (
-    ("incidents", "incidents.view"),
-    ("interventions", "interventions.view"),
     ("reports", "reports.view"),
 ):
     bp.add_url_rule(f"/{_area}", _area, _coming_soon(_area, _permission))

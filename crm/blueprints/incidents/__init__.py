@@ -1,0 +1,1 @@
+"""Support: the incident queue, an incident's page and conversation, support settings."""

@@ -1,0 +1,1 @@
+"""Field work: planning interventions, the dispatch board and the technician's day."""
