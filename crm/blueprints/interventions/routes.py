@@ -12,3 +12,6 @@ bp = Blueprint("interventions", __name__, url_prefix="/interventions")
 @requires("interventions.view")
 def index():
     return hx.render("main/coming_soon.html", area="interventions")
+
+
+from crm.blueprints.interventions import field  # noqa: E402,F401  (registers the technician's views)
