@@ -185,6 +185,10 @@ def _register_template_helpers(app: Flask) -> None:
         call_outcome_labels=labels.CALL_OUTCOME_LABELS,
         role_labels=labels.ROLE_LABELS,
         system_event_text=labels.system_event_text,
+        incident_kind_labels=labels.INCIDENT_KIND_LABELS,
+        priority_labels=labels.PRIORITY_LABELS,
+        incident_status_labels=labels.INCIDENT_STATUS_LABELS,
+        channel_labels=labels.CHANNEL_LABELS,
     )
 
     @app.context_processor

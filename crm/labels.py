@@ -33,6 +33,35 @@ CALL_OUTCOME_LABELS = {
     "wrong_number": _l("Wrong number"),
 }
 
+# Incidents (crm/models/support.py), shared by the queue, the SLA and dispatch pages.
+INCIDENT_KIND_LABELS = {
+    "information": _l("Information request"),
+    "technical": _l("Technical incident"),
+    "complaint": _l("Complaint"),
+}
+
+PRIORITY_LABELS = {
+    "low": _l("Low"),
+    "normal": _l("Normal"),
+    "high": _l("High"),
+    "urgent": _l("Urgent"),
+}
+
+INCIDENT_STATUS_LABELS = {
+    "new": _l("New"),
+    "open": _l("Open"),
+    "waiting": _l("Waiting on customer"),
+    "resolved": _l("Resolved"),
+    "closed": _l("Closed"),
+}
+
+CHANNEL_LABELS = {
+    "phone": _l("Phone"),
+    "email": _l("Email"),
+    "web": _l("Web"),
+    "visit": _l("Visit"),
+}
+
 AREA_LABELS = {
     "home": _l("Start"),
     "contacts": _l("Contacts"),
@@ -107,4 +136,20 @@ def system_event_text(data: dict | None) -> str:
         if data.get("to"):
             return _("Owner changed to %(name)s.", name=data["to"])
         return _("Owner removed.")
+    if event == "incident_created":
+        return _(
+            "Incident %(ref)s opened: %(subject)s", ref=data.get("ref"), subject=data.get("subject")
+        )
+    if event == "complaint_task":
+        return _(
+            "Complaint %(ref)s: follow-up task for %(name)s.",
+            ref=data.get("ref"),
+            name=data.get("owner"),
+        )
+    if event == "complaint_deal":
+        return _(
+            "Complaint %(ref)s: follow-up deal for %(name)s.",
+            ref=data.get("ref"),
+            name=data.get("owner"),
+        )
     return _("Record changed.")
