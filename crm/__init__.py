@@ -189,6 +189,7 @@ def _register_template_helpers(app: Flask) -> None:
         priority_labels=labels.PRIORITY_LABELS,
         incident_status_labels=labels.INCIDENT_STATUS_LABELS,
         channel_labels=labels.CHANNEL_LABELS,
+        intervention_status_labels=labels.INTERVENTION_STATUS_LABELS,
     )
 
     @app.context_processor

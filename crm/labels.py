@@ -62,6 +62,16 @@ CHANNEL_LABELS = {
     "visit": _l("Visit"),
 }
 
+# Interventions (crm/models/support.py): the dispatch board and the technician's day.
+INTERVENTION_STATUS_LABELS = {
+    "unscheduled": _l("Unscheduled"),
+    "planned": _l("Planned"),
+    "en_route": _l("En route"),
+    "on_site": _l("On site"),
+    "done": _l("Done"),
+    "cancelled": _l("Cancelled"),
+}
+
 AREA_LABELS = {
     "home": _l("Start"),
     "contacts": _l("Contacts"),
