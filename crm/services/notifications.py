@@ -139,6 +139,17 @@ def notify_reminder(reminder: Reminder, text: ReminderText) -> bool:
     return db.session.execute(statement).rowcount == 1
 
 
+def notify(
+    user, title: str, *, kind: str = "info", body: str | None = None, url: str | None = None
+):
+    """Raise a notification that is not a reminder (a follow-up handed over, a breach)."""
+    notification = Notification(
+        user_id=user.id, kind=kind, title=title[:300], body=body or None, url=url, created_at=now()
+    )
+    db.session.add(notification)
+    return notification
+
+
 def unread_count(user) -> int:
     return db.session.scalar(
         select(func.count())

@@ -25,6 +25,7 @@ def record_activity(
     duration_minutes: int | None = None,
     occurred_at: datetime | None = None,
     data: dict | None = None,
+    incident_id: int | None = None,
 ) -> Activity:
     """Add an entry to the timeline of a contact (and its company) or of a company."""
     if company is None and contact is not None:
@@ -41,6 +42,7 @@ def record_activity(
         duration_minutes=duration_minutes,
         data=data,
         occurred_at=occurred_at or utcnow(),
+        incident_id=incident_id,
     )
     db.session.add(activity)
     if contact is not None and kind != "system":
