@@ -62,6 +62,9 @@ POLICY: dict[str, frozenset[str]] = {
     "notifications.view": EVERYONE,
     # Sales read the incidents of their customers (visible_incidents); support works them.
     "incidents.view": OFFICE,
+    # One incident's page (visible_incidents decides which): technicians read those
+    # of their interventions, as they read their customers' records (contacts.view).
+    "incidents.read": EVERYONE,
     "incidents.edit": frozenset({ADMIN, MANAGER, SUPPORT}),
     # Service levels, business hours, holidays, canned responses.
     "support.configure": frozenset({ADMIN, MANAGER}),

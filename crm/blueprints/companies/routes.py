@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 from crm import htmx as hx
 from crm.blueprints.companies.forms import CompanyForm, CompanyQuickAddForm
 from crm.blueprints.contacts.forms import QuickAddForm
+from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import record_panel_context
 from crm.extensions import db
 from crm.models import Company, Contact
@@ -86,6 +87,7 @@ def _detail_context(company: Company, **extra) -> dict:
         "editing_form": None,
         "contact_form": QuickAddForm(formdata=None, data={"company": company.name}),
         **record_panel_context("company", company),
+        **customer_panel_context(company=company),
     }
     context.update(extra)
     return context

@@ -12,6 +12,7 @@ from crm.blueprints.contacts.forms import (
     field_form_class,
 )
 from crm.blueprints.deals.forms import DealQuickAddForm
+from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
 from crm.extensions import db
 from crm.form_helpers import choices
@@ -101,6 +102,7 @@ def _detail_context(contact: Contact, **extra) -> dict:
         "stages": STAGES,
         "editing": None,
         **record_panel_context("contact", contact),
+        **customer_panel_context(contact=contact),
     }
     context.update(extra)
     return context

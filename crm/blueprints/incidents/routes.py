@@ -1,14 +1,363 @@
-"""Incident pages and changes."""
+"""Incidents: the support queue, quick-add and the full form, an incident's page with its
+inline fields, conversation and canned responses, and a complaint's commercial follow-up."""
 
-from flask import Blueprint
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
+from sqlalchemy import select
 
 from crm import htmx as hx
-from crm.permissions import requires
+from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
+from crm.extensions import db
+from crm.labels import INCIDENT_STATUS_LABELS
+from crm.models import Company, Contact, EmailTemplate, Incident, Product, Team, User
+from crm.models.support import INCIDENT_STATUSES
+from crm.permissions import (
+    get_or_404_for,
+    has_permission,
+    requires,
+    visible_companies,
+    visible_contacts,
+)
+from crm.services import canned_responses
+from crm.services import incidents as service
+from crm.services.reminders import now
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
+
+LIST_PARTIALS = {"incident-rows": "rows", "load-more": "rows"}
+CUSTOMER_SEARCH_LIMIT = 8
+
+
+# ---- forms and customers -----------------------------------------------------
+
+
+def _products() -> list[Product]:
+    return list(
+        db.session.scalars(select(Product).where(Product.active.is_(True)).order_by(Product.name))
+    )
+
+
+def _incident_form(formdata=None, **data) -> IncidentForm:
+    """The incident form: from the request when `formdata` is given, else from `data`."""
+    form = IncidentForm() if formdata is not None else IncidentForm(formdata=None, data=data)
+    form.set_choices(service.agents(), service.teams(), _products(), current_user)
+    return form
+
+
+def _customer(value: str | None) -> Contact | Company | None:
+    """The contact or company a "contact:12" / "company:3" value names, if visible."""
+    kind, _sep, raw_id = (value or "").partition(":")
+    if not raw_id.isdigit():
+        return None
+    if kind == "contact":
+        scope, model = visible_contacts(current_user), Contact
+    elif kind == "company":
+        scope, model = visible_companies(current_user), Company
+    else:
+        return None
+    return db.session.scalars(scope.where(model.id == int(raw_id))).first()
+
+
+def _prefill() -> dict:
+    """The customer given in the address: "New incident" on a contact or company page."""
+    if request.args.get("contact_id", type=int):
+        return {"customer": f"contact:{request.args.get('contact_id', type=int)}"}
+    if request.args.get("company_id", type=int):
+        return {"customer": f"company:{request.args.get('company_id', type=int)}"}
+    return {}
+
+
+def _form_context(form: IncidentForm) -> dict:
+    return {"form": form, "chosen": _customer(form.customer.data)}
+
+
+# ---- the queue ---------------------------------------------------------------
+
+
+def _queue_context(filters: service.IncidentFilters) -> dict:
+    page = service.list_incidents(current_user, filters, current_app.config["PAGE_SIZE"])
+    return {
+        "page": page,
+        "filters": filters,
+        "counts": service.view_counts(current_user),
+        "teams": service.teams(),
+        "now": now(),
+    }
 
 
 @bp.route("")
 @requires("incidents.view")
 def index():
-    return hx.render("main/coming_soon.html", area="incidents")
+    filters = service.IncidentFilters.from_args(request.args, current_user)
+    form = _incident_form(**_prefill())
+    return hx.render(
+        "incidents/index.html", LIST_PARTIALS, **_form_context(form), **_queue_context(filters)
+    )
+
+
+@bp.route("/new")
+@requires("incidents.edit")
+def new():
+    form = _incident_form(**_prefill())
+    return hx.render("incidents/new.html", **_form_context(form))
+
+
+@bp.route("", methods=["POST"])
+@requires("incidents.edit")
+def create():
+    form = _incident_form(formdata=request.form)
+    quick = request.form.get("form") == "quick"
+    customer = None
+    if form.validate_on_submit():
+        customer = _customer(form.customer.data)
+        if customer is None:
+            form.customer.errors.append(_("Pick a contact or a company."))
+    if customer is None:
+        context = _form_context(form)
+        if quick and hx.is_htmx():
+            return hx.render_fragment("incidents/index.html", "quick_add", status=422, **context)
+        if quick:
+            filters = service.IncidentFilters.from_args({}, current_user)
+            return hx.render(
+                "incidents/index.html", status=422, **context, **_queue_context(filters)
+            )
+        return hx.render("incidents/new.html", {"incident-form": "form"}, status=422, **context)
+    incident = service.create_incident(
+        current_user,
+        subject=form.subject.data,
+        kind=form.kind.data,
+        description=form.description.data,
+        priority=form.priority.data,
+        status=form.status.data,
+        channel=form.channel.data,
+        contact=customer if isinstance(customer, Contact) else None,
+        company=customer if isinstance(customer, Company) else None,
+        product=db.session.get(Product, int(form.product.data)) if form.product.data else None,
+        assignee=_chosen_assignee(form.assignee.data),
+        team=db.session.get(Team, int(form.team.data)) if form.team.data else None,
+        round_robin=form.assignee.data == ROUND_ROBIN,
+    )
+    db.session.commit()
+    hx.toast(_("Incident %(ref)s created.", ref=incident.reference))
+    if quick and hx.is_htmx():
+        # The queue stays in front of the agent: the new row on top, the form ready again.
+        return hx.render_fragment(
+            "incidents/index.html",
+            "quick_add",
+            "new_row",
+            incident=incident,
+            now=now(),
+            **_form_context(_incident_form()),
+        )
+    return hx.location(url_for("incidents.detail", incident_id=incident.id))
+
+
+def _chosen_assignee(value: str | None) -> User | None:
+    if not value or value == ROUND_ROBIN:
+        return None
+    if not value.isdigit():
+        abort(400)
+    user = db.session.get(User, int(value))
+    if user is None or user not in service.agents():
+        abort(400)
+    return user
+
+
+@bp.route("/customers")
+@requires("incidents.edit")
+def customers():
+    """Contacts and companies matching what was typed: radio options named "customer"."""
+    text = (request.args.get("customer_q") or "").strip()
+    found = []
+    if len(text) >= 2:
+        pattern = f"%{text.lower()}%"
+        contacts = db.session.scalars(
+            visible_contacts(current_user)
+            .where(Contact.sort_name.ilike(pattern) | Contact.email.ilike(pattern))
+            .order_by(Contact.sort_name)
+            .limit(CUSTOMER_SEARCH_LIMIT)
+        )
+        found += [(f"contact:{c.id}", c.name, _("Contact")) for c in contacts]
+        companies = db.session.scalars(
+            visible_companies(current_user)
+            .where(Company.name.ilike(pattern))
+            .order_by(Company.name)
+            .limit(CUSTOMER_SEARCH_LIMIT)
+        )
+        found += [(f"company:{c.id}", c.name, _("Company")) for c in companies]
+    return render_template("incidents/_customer_options.html", options=found, text=text)
+
+
+# ---- one incident ------------------------------------------------------------
+
+
+def _detail_context(incident: Incident, **extra) -> dict:
+    incident = service.load_for_page(incident)
+    context = {
+        "incident": incident,
+        "owner": service.account_owner(incident),
+        "follow": service.follow_ups(incident),
+        "templates": canned_responses.support_templates(),
+        "message_form": MessageForm(formdata=None),
+        "agents": service.agents(),
+        "statuses": INCIDENT_STATUSES,
+        "status_labels": INCIDENT_STATUS_LABELS,
+        "gaps": (),
+        "chosen_template": None,
+        "now": now(),
+    }
+    context.update(extra)
+    return context
+
+
+@bp.route("/<int:incident_id>")
+@requires("incidents.read")
+def detail(incident_id: int):
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    return hx.render("incidents/detail.html", **_detail_context(incident))
+
+
+EDITABLE = ("status", "priority", "assignee", "kind")
+
+
+@bp.route("/<int:incident_id>/fields/<name>", methods=["POST"])
+@requires("incidents.edit")
+def update_field(incident_id: int, name: str):
+    """One click in the header: status, priority, kind, assignee ("me", an id, round robin)."""
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    if name not in EDITABLE:
+        abort(404)
+    value = request.form.get("value", "")
+    try:
+        message = _apply(incident, name, value)
+    except service.IncidentRefused as refused:
+        db.session.rollback()
+        return hx.error_response(422, str(refused))
+    db.session.commit()
+    if message:
+        hx.toast(message)
+    if not hx.is_htmx():
+        return hx.location(url_for("incidents.detail", incident_id=incident.id))
+    return hx.render_fragment("incidents/detail.html", "header", **_detail_context(incident))
+
+
+def _apply(incident: Incident, name: str, value: str) -> str | None:
+    if name == "status":
+        if service.change_status(incident, value):
+            return _("Status: %(status)s.", status=INCIDENT_STATUS_LABELS[value])
+    elif name == "priority":
+        if service.change_priority(incident, value):
+            return _("Priority changed.")
+    elif name == "kind":
+        service.change_kind(incident, value)
+    elif value == ROUND_ROBIN:
+        chosen = service.assign_round_robin(incident)
+        if chosen is None:
+            raise service.IncidentRefused(_("No support agent is available right now."))
+        return _("Assigned to %(name)s.", name=chosen.name)
+    else:
+        assignee = current_user if value == "me" else _chosen_assignee(value)
+        if service.assign(incident, assignee):
+            return _("Assigned to %(name)s.", name=assignee.name) if assignee else _("Unassigned.")
+    return None
+
+
+@bp.route("/<int:incident_id>/messages", methods=["POST"])
+@requires("incidents.edit")
+def add_message(incident_id: int):
+    """ "Reply to customer" or "Internal note": the button pressed says which."""
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    kind = request.form.get("kind")
+    if kind not in ("reply", "note"):
+        abort(400)
+    form = MessageForm()
+    valid = form.validate_on_submit()
+    gaps = canned_responses.unfilled(form.body.data) if kind == "reply" else []
+    if gaps:
+        form.body.errors.append(
+            _("Fill in the gaps before sending: %(gaps)s", gaps=", ".join(gaps))
+        )
+    if not valid or gaps:
+        return hx.render(
+            "incidents/detail.html",
+            {"composer": "composer"},
+            status=422,
+            **_detail_context(incident, message_form=form, gaps=gaps),
+        )
+    service.add_message(current_user, incident, kind, form.body.data)
+    db.session.commit()
+    hx.toast(
+        _("Reply saved: it goes out by email once email is set up.")
+        if kind == "reply"
+        else _("Note added.")
+    )
+    if not hx.is_htmx():
+        return hx.location(url_for("incidents.detail", incident_id=incident.id))
+    return hx.render_fragment(
+        "incidents/detail.html",
+        "composer",
+        "conversation_refresh",
+        "header_refresh",
+        **_detail_context(incident),
+    )
+
+
+@bp.route("/<int:incident_id>/canned")
+@requires("incidents.edit")
+def canned(incident_id: int):
+    """The composer filled from a canned response, its gaps shown."""
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    template = None
+    if request.args.get("template", type=int):
+        template = db.session.get(EmailTemplate, request.args.get("template", type=int))
+    form = MessageForm(formdata=None)
+    gaps: tuple = ()
+    if template is not None and template.usage in ("support", "all"):
+        rendered = canned_responses.render(template, service.load_for_page(incident), current_user)
+        form.body.data, gaps = rendered.body, rendered.missing
+    else:
+        template = None
+    return hx.render(
+        "incidents/detail.html",
+        {"composer": "composer"},
+        **_detail_context(incident, message_form=form, gaps=gaps, chosen_template=template),
+    )
+
+
+@bp.route("/<int:incident_id>/follow-up/<what>", methods=["POST"])
+@requires("incidents.edit")
+def follow_up(incident_id: int, what: str):
+    """A complaint's commercial action: a task or a deal for the account's sales owner."""
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    if what not in ("task", "deal"):
+        abort(404)
+    try:
+        if what == "task":
+            task = service.complaint_task(current_user, incident)
+            message = _("Follow-up task for %(name)s.", name=task.assignee.name)
+        else:
+            deal = service.complaint_deal(current_user, incident)
+            message = _("Follow-up deal for %(name)s.", name=deal.owner.name)
+    except service.IncidentRefused as refused:
+        db.session.rollback()
+        return hx.error_response(422, str(refused))
+    db.session.commit()
+    hx.toast(message)
+    if not hx.is_htmx():
+        return hx.location(url_for("incidents.detail", incident_id=incident.id))
+    return hx.render_fragment("incidents/detail.html", "follow_ups", **_detail_context(incident))
+
+
+def customer_panel_context(*, contact=None, company=None) -> dict:
+    """For the contact and company pages: their "Incidents" panel."""
+    if not has_permission(current_user, "incidents.read"):
+        return {"customer_incidents": []}
+    return {
+        "customer_incidents": service.customer_incidents(
+            current_user, contact=contact, company=company
+        )
+    }
+
+
+from crm.blueprints.incidents import canned_templates  # noqa: E402,F401  (its routes are on bp)
