@@ -92,7 +92,7 @@ def status_changed(incident, old_status: str, at: datetime | None = None) -> Non
     if new_status == "waiting":
         incident.paused_at = incident.paused_at or at
     elif new_status in STOPPED_STATUSES:
-        _stop(incident, at)
+        _stop(incident, at, was_stopped=old_status in STOPPED_STATUSES)
 
 
 def first_response(incident, at: datetime | None = None) -> None:
@@ -168,14 +168,16 @@ def _resume(incident, calendar, at: datetime) -> None:
             setattr(incident, f"{target}_due_at", bt.add_business_time(calendar, due, waited))
 
 
-def _stop(incident, at: datetime) -> None:
+def _stop(incident, at: datetime, was_stopped: bool) -> None:
+    """Resolved or closed. The caller may have set resolved_at/closed_at already."""
     incident.paused_at = None
-    if incident.resolved_at is None:
-        incident.resolved_at = at
-        if incident.resolution_due_at and at > incident.resolution_due_at:
+    if not was_stopped:
+        stopped = incident.resolved_at or at
+        incident.resolved_at = stopped
+        if incident.resolution_due_at and stopped > incident.resolution_due_at:
             incident.resolution_breached = True
         due = incident.first_response_due_at
-        if incident.first_responded_at is None and due and at > due:
+        if incident.first_responded_at is None and due and stopped > due:
             incident.first_response_breached = True
     if incident.status == "closed":
         incident.closed_at = incident.closed_at or at
@@ -184,7 +186,14 @@ def _stop(incident, at: datetime) -> None:
 def _restart(incident, calendar, at: datetime) -> None:
     """Reopened: the unmet targets go on from the business time they had left when
     the incident was resolved (overdue ones stay overdue by as much)."""
-    stopped = incident.resolved_at or incident.closed_at or at
+    # The caller may have cleared resolved_at already: the unflushed history has it.
+    stopped = (
+        incident.resolved_at
+        or _previous_value(incident, "resolved_at")
+        or incident.closed_at
+        or _previous_value(incident, "closed_at")
+        or at
+    )
     for target in ("resolution",) + (
         ("first_response",) if incident.first_responded_at is None else ()
     ):

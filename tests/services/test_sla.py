@@ -211,3 +211,25 @@ def test_long_pauses_over_weeks_and_holidays(cal):
         paris(2025, 4, 22, 10, 0),
         paris(2025, 5, 21, 10, 0),
     )
+
+
+def test_callers_that_set_the_timestamps_themselves(cal):
+    """The incident service sets resolved_at before telling the clock, and clears it
+    before reopening: the clock still flags a late resolution and restarts from
+    the time that was left."""
+    incident = opened(paris(2025, 3, 3, 10, 0), priority="urgent")  # resolution due 15:00
+    sla.first_response(incident, paris(2025, 3, 3, 10, 5))
+    db.session.flush()
+    incident.status, incident.resolved_at = "resolved", paris(2025, 3, 3, 14, 0)
+    sla.status_changed(incident, "open", paris(2025, 3, 3, 14, 0))
+    assert not incident.resolution_breached
+    db.session.flush()
+    incident.status, incident.resolved_at = "open", None
+    sla.status_changed(incident, "resolved", paris(2025, 3, 5, 10, 0))
+    assert incident.resolution_due_at == paris(2025, 3, 5, 11, 0)  # the hour left
+
+    late = opened(paris(2025, 3, 3, 10, 0), priority="urgent")
+    late.status, late.resolved_at = "closed", paris(2025, 3, 3, 16, 0)
+    late.closed_at = late.resolved_at
+    sla.status_changed(late, "open", paris(2025, 3, 3, 16, 0))
+    assert late.resolution_breached and late.first_response_breached
