@@ -16,6 +16,7 @@ from tests.factories import (
     make_contact,
     make_deal,
     make_event,
+    make_incident,
     make_product,
     make_task,
     make_team,
@@ -58,6 +59,15 @@ def _notification(user):
     return notification
 
 
+def _email_template():
+    from crm.models import EmailTemplate
+
+    template = EmailTemplate(name="Thanks", body="Hello {{contact.first_name}}", usage="support")
+    db.session.add(template)
+    db.session.flush()
+    return template
+
+
 def _url(rule, ids) -> str:
     values = {
         "contact_id": ids["contact"],
@@ -75,6 +85,9 @@ def _url(rule, ids) -> str:
         "key": ids["event"],  # an event the user organizes (deleted on the way: then 404)
         "task_id": ids["task"],  # the user's own task (deleted on the way: then 404)
         "notification_id": ids["notification"],  # the user's own notification
+        "incident_id": ids["incident"],  # of a customer the user owns (sales read it)
+        "template_id": ids["template"],  # a canned response (deleted on the way: then 404)
+        "what": "task",  # a complaint follow-up (refused: the incident is no complaint)
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -103,6 +116,8 @@ def test_route_role_matrix(app, as_role, role):
         "event": make_event(user).id,
         "task": make_task(user).id,
         "notification": _notification(user).id,
+        "incident": make_incident(make_contact(owner=user)).id,
+        "template": _email_template().id,
     }
     db.session.commit()
     checked = 0
