@@ -107,7 +107,7 @@ def test_candidates_without_a_team_are_all_support_agents(ctx):
     assert "all support agents" in incident.assignment_reason
 
 
-def test_the_incident_team_then_the_signed_in_users_team(app, ctx):
+def test_the_incident_team_then_the_signed_in_users_team(data_app, ctx):
     first, second = make_team("First"), make_team("Second")
     (a,) = agents(first, 1)
     (b,) = agents(second, 1)
@@ -116,7 +116,7 @@ def test_the_incident_team_then_the_signed_in_users_team(app, ctx):
     assert assignment.assign_round_robin(make_incident(team=first)) == a
     from flask_login import login_user
 
-    with app.test_request_context("/"):
+    with data_app.test_request_context("/"):
         login_user(manager)
         assert assignment.assign_round_robin(make_incident()) == b
 
