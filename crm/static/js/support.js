@@ -114,3 +114,104 @@
     });
   });
 })();
+
+// ---- Dispatch board: drag an intervention onto a technician's slot (SortableJS) --------------
+// Every card carries, in its "⋯" menu, the form that schedules it (technician + start): the
+// keyboard's way, and a browser's without JavaScript. A drop on a slot fills in that same form
+// from the slot's data-technician-id and data-start and submits it; a drop on the tray submits
+// the card's Unschedule form. htmx swaps the board the answer carries and shows the toast; a
+// refusal (409: the technician is taken; 422) leaves a toast and puts the card back.
+(function () {
+  "use strict";
+
+  var sortableLoading = null;
+
+  // The board page loads Sortable in <head>; a boosted navigation to it swaps only <body>.
+  function withSortable(container, then) {
+    if (window.Sortable) { then(); return; }
+    if (!sortableLoading) {
+      sortableLoading = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = container.dataset.sortableSrc;
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    }
+    sortableLoading.then(then);
+  }
+
+  function initBoard() {
+    var board = document.getElementById("dispatch-board");
+    if (!board || !board.querySelector(".slot-list:not([data-sortable])")) return;
+    withSortable(board, function () {
+      board.querySelectorAll(".slot-list:not([data-sortable])").forEach(function (list) {
+        list.dataset.sortable = "on";
+        window.Sortable.create(list, {
+          group: "dispatch-board",
+          sort: false,               // where a card sits in a slot is its time, not an order
+          draggable: ".iv-card",
+          forceFallback: true,       // pointer events, the same with a mouse, a pen or a finger
+          fallbackOnBody: true,      // the dragged card is not clipped by the board's scroll
+          fallbackTolerance: 4,      // a click on the title still opens the intervention
+          delay: 150, delayOnTouchOnly: true,
+          filter: "summary, select, button, input, label, .is-moving",
+          preventOnFilter: false,
+          animation: 120,
+          ghostClass: "card-ghost", chosenClass: "card-chosen", fallbackClass: "card-dragged",
+          onEnd: dropped
+        });
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", initBoard);
+  document.addEventListener("htmx:after:process", initBoard);
+
+  function dropped(event) {
+    if (event.from === event.to) return;
+    var card = event.item;
+    card.boardOrigin = { list: event.from, index: event.oldIndex };
+    var form;
+    if (event.to.dataset.tray) {
+      form = card.querySelector("form.iv-unschedule");
+    } else {
+      form = card.querySelector("form.iv-schedule");
+      if (form) {
+        form.elements.technician_id.value = event.to.dataset.technicianId;
+        form.elements.start.value = event.to.dataset.start;
+      }
+    }
+    if (!form) { putBack(card); return; }
+    card.classList.add("is-moving");
+    form.requestSubmit();
+  }
+
+  // Back where it came from, its menu's fields as they were.
+  function putBack(card) {
+    if (!card) return;
+    var origin = card.boardOrigin;
+    if (origin && origin.list.isConnected) {
+      origin.list.insertBefore(card, origin.list.children[origin.index] || null);
+    }
+    card.boardOrigin = null;
+    card.classList.remove("is-moving");
+    var form = card.querySelector("form.iv-schedule");
+    if (form) form.reset();
+  }
+
+  function boardForm(element) {
+    return element && element.matches && element.matches("form.iv-schedule, form.iv-unschedule") &&
+      element.closest("#dispatch-board");
+  }
+
+  document.addEventListener("htmx:after:request", function (event) {
+    var ctx = event.detail.ctx;
+    if (!boardForm(ctx.sourceElement) || ctx.response.status < 400) return;
+    putBack(ctx.sourceElement.closest(".iv-card"));
+  });
+
+  document.addEventListener("htmx:error", function (event) {
+    var ctx = event.detail.ctx;
+    if (ctx && boardForm(ctx.sourceElement)) putBack(ctx.sourceElement.closest(".iv-card"));
+  });
+})();
