@@ -17,6 +17,7 @@ from tests.factories import (
     make_deal,
     make_event,
     make_incident,
+    make_intervention,
     make_product,
     make_task,
     make_team,
@@ -68,6 +69,13 @@ def _email_template():
     return template
 
 
+def _next_monday_nine():
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=7 - today.weekday())
+
+
 def _url(rule, ids) -> str:
     values = {
         "contact_id": ids["contact"],
@@ -88,6 +96,7 @@ def _url(rule, ids) -> str:
         "incident_id": ids["incident"],  # of a customer the user owns (sales read it)
         "template_id": ids["template"],  # a canned response (deleted on the way: then 404)
         "what": "task",  # a complaint follow-up (refused: the incident is no complaint)
+        "intervention_id": ids["intervention"],  # booked on the user (technicians see it)
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -118,6 +127,7 @@ def test_route_role_matrix(app, as_role, role):
         "notification": _notification(user).id,
         "incident": make_incident(make_contact(owner=user)).id,
         "template": _email_template().id,
+        "intervention": make_intervention(technicians=[user], start=_next_monday_nine()).id,
     }
     db.session.commit()
     checked = 0
