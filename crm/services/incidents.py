@@ -8,8 +8,10 @@ transaction, so that due times always follow status and priority; the routes com
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
-from flask import has_request_context, url_for
+from flask import current_app, has_request_context, url_for
+from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import DateTime, case, func, literal, or_, select
 from sqlalchemy.orm import selectinload
 
@@ -265,7 +267,7 @@ def incident_path(incident: Incident) -> str:
 
 
 class IncidentRefused(ValueError):
-    """A change the rules forbid; the message is for the user."""
+    """A change the rules forbid; the message (lazy: read in the user's language) is for the user."""
 
 
 def create_incident(
@@ -332,7 +334,7 @@ def _opened_by_agent(incident: Incident) -> None:
 def change_status(incident: Incident, status: str) -> bool:
     """Move to `status`, keeping resolved_at/closed_at and the clock in step."""
     if status not in INCIDENT_STATUSES:
-        raise IncidentRefused(_("Unknown status."))
+        raise IncidentRefused(_l("Unknown status."))
     old = incident.status
     if status == old:
         return False
@@ -352,7 +354,7 @@ def change_status(incident: Incident, status: str) -> bool:
 
 def change_priority(incident: Incident, priority: str) -> bool:
     if priority not in PRIORITIES:
-        raise IncidentRefused(_("Unknown priority."))
+        raise IncidentRefused(_l("Unknown priority."))
     if priority == incident.priority:
         return False
     incident.priority = priority
@@ -362,7 +364,7 @@ def change_priority(incident: Incident, priority: str) -> bool:
 
 def change_kind(incident: Incident, kind: str) -> bool:
     if kind not in INCIDENT_KINDS:
-        raise IncidentRefused(_("Unknown kind."))
+        raise IncidentRefused(_l("Unknown kind."))
     changed = kind != incident.kind
     incident.kind = kind
     return changed
@@ -370,7 +372,7 @@ def change_kind(incident: Incident, kind: str) -> bool:
 
 def assign(incident: Incident, assignee: User | None) -> bool:
     """Give the incident to someone by hand (no automatic reason then)."""
-    if assignee is not None and assignee.id == incident.assignee_id:
+    if assignee is incident.assignee:
         return False
     incident.assignee = assignee
     incident.assignment_reason = None
@@ -390,7 +392,7 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
     """A reply to the customer (stored as outgoing, sent once email lands) or an internal
     note; both also go on the customer's timeline."""
     if kind not in ("reply", "note"):
-        raise IncidentRefused(_("Unknown message kind."))
+        raise IncidentRefused(_l("Unknown message kind."))
     body = body.strip()
     first_reply = kind == "reply" and not any(m.kind == "reply" for m in incident.messages)
     message = IncidentMessage(
@@ -411,7 +413,8 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
             "email" if kind == "reply" else "note",
             contact=incident.contact,
             company=incident.company,
-            subject=_("Re: %(subject)s", subject=incident.subject) if kind == "reply" else None,
+            # "Re:" as every mail client writes it, whatever the language.
+            subject=f"Re: {incident.subject}" if kind == "reply" else None,
             body=body,
             occurred_at=message.created_at,
             incident_id=incident.id,
@@ -448,11 +451,16 @@ def follow_ups(incident: Incident) -> FollowUps:
 
 def _require_complaint_owner(incident: Incident) -> User:
     if incident.kind != "complaint":
-        raise IncidentRefused(_("Only a complaint has a commercial follow-up."))
+        raise IncidentRefused(_l("Only a complaint has a commercial follow-up."))
     owner = account_owner(incident)
     if owner is None:
-        raise IncidentRefused(_("This customer has no sales owner to follow up."))
+        raise IncidentRefused(_l("This customer has no sales owner to follow up."))
     return owner
+
+
+def _language_of(user: User):
+    """Text stored for someone else (a task title, a notification) is in their language."""
+    return force_locale(user.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
 
 
 def _customer_name(incident: Incident) -> str:
@@ -475,9 +483,12 @@ def complaint_task(actor: User, incident: Incident) -> Task:
     zone = user_zone(owner)
     day = add_working_days(now().astimezone(zone).date(), 1)
     customer = _customer_name(incident)
+    with _language_of(owner):
+        title = _("Complaint follow-up: %(customer)s", customer=customer)
+        notice = _("Complaint to follow up: %(customer)s", customer=customer)
     task = create_task(
         actor,
-        _("Complaint follow-up: %(customer)s", customer=customer),
+        title,
         due_at=from_local_naive(datetime.combine(day, time(9, 0)), zone),
         assignee=owner,
         notes=f"{incident.reference} {incident.subject}",
@@ -489,7 +500,7 @@ def complaint_task(actor: User, incident: Incident) -> Task:
 
     notify(
         owner,
-        _("Complaint to follow up: %(customer)s", customer=customer),
+        notice,
         kind="complaint",
         body=f"{incident.reference} {incident.subject}",
         url=incident_path(incident),
@@ -508,10 +519,12 @@ def complaint_deal(actor: User, incident: Incident) -> Deal:
         return existing
     pipeline = default_pipeline()
     if pipeline is None or not pipeline.stages:
-        raise IncidentRefused(_("There is no pipeline to put the deal in."))
+        raise IncidentRefused(_l("There is no pipeline to put the deal in."))
+    with _language_of(owner):
+        title = _("After complaint: %(subject)s", subject=incident.subject)
     deal = create_deal(
         actor,
-        title=_("After complaint: %(subject)s", subject=incident.subject),
+        title=title,
         pipeline=pipeline,
         contact=incident.contact,
         company=incident.company,

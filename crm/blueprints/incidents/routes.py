@@ -5,6 +5,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
 from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
@@ -118,7 +119,7 @@ def create():
         if quick and hx.is_htmx():
             return hx.render_fragment("incidents/index.html", "quick_add", status=422, **context)
         if quick:
-            filters = service.IncidentFilters.from_args({}, current_user)
+            filters = service.IncidentFilters.from_args(MultiDict(), current_user)
             return hx.render(
                 "incidents/index.html", status=422, **context, **_queue_context(filters)
             )
