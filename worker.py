@@ -73,6 +73,11 @@ def cron_scheduler(app: Flask, connection: redis.Redis) -> CronScheduler:
     cron = CronScheduler(connection=connection)
     # A sweep nobody ran within two periods is replaced by the next one, not piled up.
     cron.register(sweep_reminders, "default", interval=period, ttl=2 * period, job_timeout=period)
+    # Service levels: warnings before due times, breaches flagged and announced.
+    from crm.jobs.sla import watch_sla
+
+    every = app.config.get("SLA_WATCH_SECONDS", 60)
+    cron.register(watch_sla, "default", interval=every, ttl=2 * every, job_timeout=every)
     return cron
 
 
