@@ -172,6 +172,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     _seed_deals(rng, deals, contact_rows, [u for u in users if u.role == "sales"], users)
     db.session.flush()
     agenda = _seed_agenda(rng, users, contact_rows)
+    _seed_incidents(users, contact_rows)
     db.session.commit()
     return {
         "users": len(users),
@@ -577,3 +578,94 @@ def _seed_tasks(rng, people, contacts, deals_of, now, today, zone) -> list:
             db.session.add(task)
             tasks.append(task)
     return tasks
+
+
+# ---- support: incidents ------------------------------------------------------
+
+DEMO_INCIDENTS = [
+    # kind, priority, status, channel, subject, description, [(message kind, body)]
+    (
+        "complaint",
+        "high",
+        "open",
+        "phone",
+        "Delivery two weeks late",
+        "The customer waited two weeks for the order and had to stop the line.",
+        [
+            ("note", "Checked with logistics: the carrier lost the pallet."),
+            ("reply", "We are sorry for the delay. A new pallet left this morning."),
+        ],
+    ),
+    (
+        "technical",
+        "urgent",
+        "new",
+        "email",
+        "Machine stops after ten minutes",
+        "Error E42 on the display, then it stops.",
+        [],
+    ),
+    (
+        "technical",
+        "normal",
+        "waiting",
+        "web",
+        "Cannot log in to the customer portal",
+        "Password reset email never arrives.",
+        [("reply", "Could you check your spam folder and tell us?")],
+    ),
+    (
+        "information",
+        "low",
+        "open",
+        "email",
+        "Price of the maintenance contract",
+        "Wants the yearly price for two machines.",
+        [("note", "Ask sales for the 2-machine rate.")],
+    ),
+    (
+        "information",
+        "normal",
+        "resolved",
+        "phone",
+        "Opening hours during the holidays",
+        None,
+        [("reply", "We are open every working day except 25 December and 1 January.")],
+    ),
+    (
+        "technical",
+        "high",
+        "closed",
+        "visit",
+        "Leak under the unit",
+        "Water under the machine after each cycle.",
+        [("note", "Seal replaced on site.")],
+    ),
+]
+
+
+def _seed_incidents(users: list[User], contacts: list[Contact]) -> None:
+    """A few incidents of each kind, some with a conversation, one complaint followed up."""
+    from crm.services import incidents
+
+    agents = [u for u in users if u.role == "support"]
+    owned = [c for c in contacts if c.owner is not None]
+    for index, (kind, priority, status, channel, subject, description, messages) in enumerate(
+        DEMO_INCIDENTS
+    ):
+        agent = agents[index % len(agents)]
+        incident = incidents.create_incident(
+            agent,
+            subject=subject,
+            kind=kind,
+            description=description,
+            priority=priority,
+            channel=channel,
+            contact=owned[index * 7 % len(owned)],
+            assignee=agent if index % 3 else None,
+        )
+        for message_kind, body in messages:
+            incidents.add_message(agent, incident, message_kind, body)
+        incidents.change_status(incident, status)
+        if kind == "complaint":
+            incidents.complaint_task(agent, incident)
