@@ -193,3 +193,59 @@ def ensure_calendar(today: date | None = None) -> SupportCalendar:
     db.session.add(row)
     db.session.flush()
     return row
+
+
+# ---- saving the settings page ------------------------------------------------------
+
+
+def save_policies(targets: dict[str, tuple[int, int, int]]) -> None:
+    """{priority: (first response, resolution, warning) in minutes}, all at once."""
+    rows = ensure_policies()
+    for priority, (first, resolution, warning) in targets.items():
+        row = rows[priority]
+        row.first_response_minutes, row.resolution_minutes = first, resolution
+        row.warning_minutes = warning
+    db.session.flush()
+    forget_cached()
+
+
+def save_hours(timezone: str, spans: dict[int, list[tuple[time, time]]]) -> SupportCalendar:
+    """Replace the working spans of every weekday. A closing time of 00:00 means midnight:
+    stored as 23:59:59.999999, since the table wants closes_at after opens_at."""
+    row = ensure_calendar()
+    row.timezone = timezone
+    row.hours.clear()
+    db.session.flush()  # the old spans go before the new ones come
+    for weekday in range(7):
+        for opens, closes in spans.get(weekday, []):
+            stored = time.max if closes == time(0, 0) else closes
+            row.hours.append(BusinessHours(weekday=weekday, opens_at=opens, closes_at=stored))
+    db.session.flush()
+    forget_cached()
+    return row
+
+
+def add_holiday(day: date, name: str) -> bool:
+    """False when the day is a holiday already."""
+    row = ensure_calendar()
+    if any(holiday.day == day for holiday in row.holidays):
+        return False
+    row.holidays.append(Holiday(day=day, name=name))
+    db.session.flush()
+    forget_cached()
+    return True
+
+
+def remove_holiday(holiday_id: int) -> bool:
+    holiday = db.session.get(Holiday, holiday_id)
+    if holiday is None:
+        return False
+    db.session.delete(holiday)
+    db.session.flush()
+    forget_cached()
+    return True
+
+
+def add_french_holidays(year: int) -> int:
+    """Add the French public holidays of `year` that are missing; returns how many."""
+    return sum(add_holiday(day, name) for day, name in french_holidays(year))
