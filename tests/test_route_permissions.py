@@ -69,6 +69,15 @@ def _email_template():
     return template
 
 
+def _holiday():
+    from datetime import date
+
+    from crm.services import support_settings
+
+    calendar = support_settings.ensure_calendar(today=date(2030, 1, 1))
+    return calendar.holidays[0]
+
+
 def _next_monday_nine():
     from datetime import UTC, datetime, timedelta
 
@@ -97,6 +106,7 @@ def _url(rule, ids) -> str:
         "template_id": ids["template"],  # a canned response (deleted on the way: then 404)
         "what": "task",  # a complaint follow-up (refused: the incident is no complaint)
         "intervention_id": ids["intervention"],  # booked on the user (technicians see it)
+        "holiday_id": ids["holiday"],  # a support holiday (removed on the way: then 404)
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -128,6 +138,7 @@ def test_route_role_matrix(app, as_role, role):
         "incident": make_incident(make_contact(owner=user)).id,
         "template": _email_template().id,
         "intervention": make_intervention(technicians=[user], start=_next_monday_nine()).id,
+        "holiday": _holiday().id,
     }
     db.session.commit()
     checked = 0
