@@ -159,6 +159,7 @@
           preventOnFilter: false,
           animation: 120,
           ghostClass: "card-ghost", chosenClass: "card-chosen", fallbackClass: "card-dragged",
+          onStart: function () { board.classList.add("is-dragging"); },
           onEnd: dropped
         });
       });
@@ -168,6 +169,8 @@
   document.addEventListener("htmx:after:process", initBoard);
 
   function dropped(event) {
+    var board = document.getElementById("dispatch-board");
+    if (board) board.classList.remove("is-dragging");
     if (event.from === event.to) return;
     var card = event.item;
     card.boardOrigin = { list: event.from, index: event.oldIndex };
