@@ -26,7 +26,7 @@ from sqlalchemy.orm import contains_eager, joinedload, selectinload
 from crm.extensions import db
 from crm.models import Incident, IncidentMessage, Intervention, TechnicianBooking, User
 from crm.permissions import ADMIN, MANAGER, SUPPORT, TECHNICIAN
-from crm.services import sla
+from crm.services import bookings, sla
 from crm.services.reminders import now
 from crm.services.timeline import record_activity
 
@@ -347,19 +347,6 @@ def report_summary(intervention: Intervention, report: Report) -> str:
     return "\n".join(lines)
 
 
-def release_bookings(intervention: Intervention) -> None:
-    """Free the technicians' slots: a done visit no longer blocks their agenda."""
-    try:
-        from crm.services.bookings import release
-    except ImportError:
-        release = None
-    if release is not None:
-        release(intervention)
-        return
-    for booking in intervention.bookings:
-        booking.active = False
-
-
 def _resolve_incident(incident: Incident, intervention: Intervention, at: datetime) -> bool:
     """Resolve the incident if it was open and waited on no other visit."""
     if incident.status not in INCIDENT_OPEN:
@@ -404,7 +391,7 @@ def submit_report(
         if intervention.status == "done":
             raise WorkRefused(_("This visit already has its report."))
         raise WorkRefused(_("This visit was cancelled: it cannot take a report."))
-    release_bookings(intervention)
+    bookings.release(intervention)  # a done visit no longer blocks the technicians' time
     summary = report_summary(intervention, report)
     incident = intervention.incident
     if incident is not None:
