@@ -361,5 +361,5 @@ def customer_panel_context(*, contact=None, company=None) -> dict:
     }
 
 
-from crm.blueprints.incidents import canned_templates  # noqa: E402,F401  (its routes are on bp)
-from crm.blueprints.incidents import settings  # noqa: E402,F401
+# These modules add their routes to bp: canned responses, and the support settings.
+from crm.blueprints.incidents import canned_templates, settings  # noqa: E402,F401
