@@ -234,7 +234,7 @@ def test_agent_availability(as_role):
     assert client.post(f"/incidents/settings/agents/{sales.id}", data={}).status_code == 404
 
 
-def test_sla_badge_states(app, ctx):
+def test_sla_badge_states(data_app, ctx):
     from flask import render_template_string
 
     now = datetime.now(UTC)
@@ -243,10 +243,11 @@ def test_sla_badge_states(app, ctx):
     waiting = make_incident(priority="low", status="waiting", created_at=now)
     sla.start_clock(waiting)
     template = '{% from "incidents/_sla.html" import sla_clock %}{{ sla_clock(incident, now) }}'
-    with app.test_request_context("/"):
+    quiet = make_incident()
+    with data_app.test_request_context("/"):
         late = render_template_string(template, incident=incident, now=now)
         paused = render_template_string(template, incident=waiting, now=now)
-        none = render_template_string(template, incident=make_incident(), now=now)
+        none = render_template_string(template, incident=quiet, now=now)
     assert 'class="sla-clock sla-breached sla-target-first_response"' in late and "overdue" in late
     assert "title=" in late and "style=" not in late
     assert "sla-paused" in paused and "paused" in paused
