@@ -14,9 +14,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
-from crm.models import Event, EventAttendee, Task, Team, User
+from crm.models import Event, EventAttendee, Intervention, Task, Team, TechnicianBooking, User
 from crm.models.agenda import AGENDA_KINDS, EVENT_KINDS
-from crm.permissions import ADMIN, has_permission, visible_events, visible_tasks
+from crm.permissions import (
+    ADMIN,
+    has_permission,
+    visible_events,
+    visible_interventions,
+    visible_tasks,
+)
 from crm.services.recurrence import Occurrence, expand_all, local_midnight, overlapping
 
 VIEWS = ("week", "day", "month", "team")
@@ -110,18 +116,21 @@ def view_days(view: str, day: date) -> list[date]:
 class AgendaItem:
     """An event occurrence or a task, where the agenda shows it."""
 
-    kind: str  # meeting, call, visit or task
+    kind: str  # meeting, call, visit, task, or intervention (technicians' bookings)
     start: datetime  # aware UTC
     end: datetime
     all_day: bool
     people: frozenset[int]  # users whose agenda it is on (organizer, attendees, assignee)
     occurrence: Occurrence | None = None
     task: Task | None = None
+    intervention: Intervention | None = None
     first_day: date | None = None  # all-day items: local days they cover
     last_day: date | None = None
 
     @property
     def key(self) -> str:
+        if self.intervention is not None:
+            return f"intervention-{self.intervention.id}"
         return self.occurrence.key if self.occurrence else f"task-{self.task.id}"
 
     @property
@@ -229,8 +238,48 @@ def load_items(
             .order_by(Task.due_at, Task.id)
         )
         items.extend(_task_item(task, zone) for task in db.session.scalars(query))
+    if people:
+        items.extend(_intervention_items(viewer, start, end, people))
     items.sort(key=lambda item: (not item.all_day, item.start, item.end, item.key))
     return items
+
+
+def _intervention_items(
+    viewer: User, start: datetime, end: datetime, people: list[int]
+) -> list[AgendaItem]:
+    """The shown people's active bookings as one item per intervention, in one query.
+
+    Always shown, whatever the kind filter; only those the viewer may see
+    (visible_interventions: planners all, a technician theirs).
+    """
+    query = (
+        select(TechnicianBooking)
+        .where(
+            TechnicianBooking.technician_id.in_(people),
+            TechnicianBooking.active.is_(True),
+            TechnicianBooking.starts_at < end,
+            TechnicianBooking.ends_at > start,
+            TechnicianBooking.intervention_id.in_(
+                visible_interventions(viewer).with_only_columns(Intervention.id)
+            ),
+        )
+        .options(joinedload(TechnicianBooking.intervention))
+    )
+    by_intervention: dict[int, AgendaItem] = {}
+    for booking in db.session.scalars(query):
+        item = by_intervention.get(booking.intervention_id)
+        if item is None:
+            by_intervention[booking.intervention_id] = AgendaItem(
+                kind="intervention",
+                start=booking.starts_at,
+                end=booking.ends_at,
+                all_day=False,
+                people=frozenset({booking.technician_id}),
+                intervention=booking.intervention,
+            )
+        else:
+            item.people = item.people | {booking.technician_id}
+    return list(by_intervention.values())
 
 
 # ---- the time grid (day and week) ------------------------------------------------------

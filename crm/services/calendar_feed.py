@@ -12,7 +12,9 @@ What goes in the file:
   weekly 9:00 meeting stays at 9:00 across daylight-saving changes in every client;
   all-day events as dates;
 - in a team feed, a private event of somebody else is only "Busy";
-- in a user feed, the user's open tasks as VTODO (Outlook and Thunderbird show them).
+- in a user feed, the user's open tasks as VTODO (Outlook and Thunderbird show them);
+- the interventions a technician is booked on (a team feed: its members'), one VEVENT
+  each with the address as LOCATION and the customer's phone in the DESCRIPTION.
 
 The file's bytes only depend on the data (DTSTAMP is the row's last change, not the
 time of the request), so its hash is a stable ETag for conditional requests.
@@ -36,7 +38,16 @@ from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
-from crm.models import CalendarFeed, Event, EventAttendee, Task, Team, User
+from crm.models import (
+    CalendarFeed,
+    Event,
+    EventAttendee,
+    Intervention,
+    Task,
+    Team,
+    TechnicianBooking,
+    User,
+)
 from crm.models.types import utcnow
 from crm.services.recurrence import overlapping, parse_iso_utc, to_local_naive
 
@@ -231,7 +242,7 @@ class FeedVersion:
 
 CACHE_SECONDS = 3600
 # Bumped when the file's layout changes, so that no cached file of the old layout is served.
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: interventions
 
 
 def feed_version(feed: CalendarFeed, now: datetime | None = None) -> FeedVersion:
@@ -254,6 +265,15 @@ def feed_version(feed: CalendarFeed, now: datetime | None = None) -> FeedVersion
         row = db.session.execute(
             select(func.count(Task.id), func.max(Task.updated_at)).where(
                 _tasks_filter(feed.user_id, start, end)
+            )
+        ).one()
+        parts += list(row)
+        changes.append(row[1])
+    if people:
+        # Booking changes go through the intervention's updated_at (crm/services/bookings.py).
+        row = db.session.execute(
+            select(func.count(Intervention.id), func.max(Intervention.updated_at)).where(
+                Intervention.id.in_(_booked_filter(people, start, end))
             )
         ).one()
         parts += list(row)
@@ -316,6 +336,30 @@ def feed_tasks(feed: CalendarFeed, start: datetime, end: datetime) -> list[Task]
     return list(db.session.scalars(query))
 
 
+def _booked_filter(people: list[int], start: datetime, end: datetime):
+    """Ids of the interventions the people are actively booked on in [start, end)."""
+    return select(TechnicianBooking.intervention_id).where(
+        TechnicianBooking.technician_id.in_(people),
+        TechnicianBooking.active.is_(True),
+        TechnicianBooking.starts_at < end,
+        TechnicianBooking.ends_at > start,
+    )
+
+
+def feed_interventions(feed: CalendarFeed, start: datetime, end: datetime) -> list[Intervention]:
+    """Interventions the feed's people are booked on (once each in a team feed)."""
+    people = _member_ids(feed)
+    if not people:
+        return []
+    query = (
+        select(Intervention)
+        .where(Intervention.id.in_(_booked_filter(people, start, end)))
+        .options(joinedload(Intervention.contact), joinedload(Intervention.company))
+        .order_by(Intervention.starts_at, Intervention.id)
+    )
+    return list(db.session.scalars(query))
+
+
 def calendar_name(feed: CalendarFeed) -> str:
     if feed.user is not None:
         return _("CRM agenda – %(name)s", name=feed.user.name)
@@ -340,16 +384,20 @@ def build_feed(
         builder = _FeedBuilder(feed, link, domain)
         events = feed_events(feed, start, end)
         tasks = feed_tasks(feed, start, end)
+        visits = feed_interventions(feed, start, end)
         calendar = builder.calendar(calendar_name(feed), zone_name)
         for event in events:
             for component in builder.event_components(event):
                 calendar.add_component(component)
         for task in tasks:
             calendar.add_component(builder.todo(task))
+        for visit in visits:
+            calendar.add_component(builder.intervention(visit))
         _add_timezones(calendar, builder.zones_used | {zone_name}, events, end)
     body = calendar.to_ical()
     changes = [e.updated_at for e in events] + [t.updated_at for t in tasks]
     changes += [o.updated_at for e in events for o in e.overrides]
+    changes += [v.updated_at for v in visits]
     last_modified = max((c for c in changes if c is not None), default=feed.created_at)
     etag = hashlib.sha256(body).hexdigest()[:32]
     return FeedFile(body=body, etag=etag, last_modified=last_modified)
@@ -486,6 +534,28 @@ class _FeedBuilder:
             address.params["CUTYPE"] = "INDIVIDUAL"
             component.add("attendee", address, encode=False)
 
+    # -- interventions --
+
+    def intervention(self, visit: Intervention) -> VEvent:
+        """An on-site visit: where to go, whom to call, the way back to the CRM."""
+        component = VEvent()
+        component.add("uid", f"intervention-{visit.id}@crm")
+        component.add("dtstamp", (visit.updated_at or visit.created_at or utcnow()).astimezone(UTC))
+        if visit.updated_at:
+            component.add("last-modified", visit.updated_at.astimezone(UTC))
+        component.add("dtstart", visit.starts_at.astimezone(UTC))
+        component.add("dtend", visit.ends_at.astimezone(UTC))
+        component.add("status", "CONFIRMED")
+        component.add("transp", "OPAQUE")
+        component.add("summary", visit.title)
+        component.add("categories", [_("Intervention")])
+        if visit.address:
+            component.add("location", visit.address)
+        url = self.link(visit)
+        component.add("url", url)
+        component.add("description", _intervention_description(visit, url))
+        return component
+
     # -- tasks --
 
     def todo(self, task: Task) -> VTodo:
@@ -543,6 +613,23 @@ def _description(event: Event, url: str) -> str:
     if lines and lines[-1] != "":
         lines.append("")
     lines.append(_("Open in the CRM: %(url)s", url=url))
+    return "\n".join(lines)
+
+
+def _intervention_description(visit: Intervention, url: str) -> str:
+    lines = []
+    if visit.company is not None:
+        lines.append(_("Company: %(name)s", name=visit.company.name))
+    if visit.contact is not None:
+        lines.append(_("Contact: %(name)s", name=visit.contact.name))
+    phone = (visit.contact.phone if visit.contact else None) or (
+        visit.company.phone if visit.company else None
+    )
+    if phone:
+        lines.append(_("Phone: %(phone)s", phone=phone))
+    if visit.notes:
+        lines += ["", visit.notes.strip()]
+    lines += ["", _("Open in the CRM: %(url)s", url=url)]
     return "\n".join(lines)
 
 

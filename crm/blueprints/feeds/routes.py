@@ -8,7 +8,7 @@ from werkzeug.routing import BuildError
 
 from crm import htmx as hx
 from crm.extensions import db
-from crm.models import CalendarFeed, Task, Team
+from crm.models import CalendarFeed, Intervention, Task, Team
 from crm.permissions import public, requires
 from crm.services import calendar_feed
 from crm.services.recurrence import iso_utc
@@ -55,6 +55,8 @@ def _absolute_link(record) -> str:
     """The address of an event or task in the CRM, for the calendar entry's description."""
     if isinstance(record, Task):
         return _first_url(("tasks.index", {}))
+    if isinstance(record, Intervention):
+        return _first_url(("interventions.show", {"intervention_id": record.id}))
     if record.parent_id is not None and record.recurrence_id is not None:
         key = f"{record.parent_id}@{iso_utc(record.recurrence_id)}"
     else:
