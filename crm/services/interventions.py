@@ -34,6 +34,24 @@ def all_skills(people: list[User] | None = None) -> list[str]:
     return sorted({skill for person in people for skill in person.skills or ()}, key=str.casefold)
 
 
+MAX_SKILLS, MAX_SKILL_LENGTH = 20, 40
+
+
+def parse_skills(text: str) -> list[str]:
+    """ "Gas, boilers , gas" -> ["Gas", "boilers"]: trimmed, once each (ignoring case), in order.
+
+    ValueError when there are too many or one is too long.
+    """
+    skills: dict[str, str] = {}
+    for part in (text or "").split(","):
+        skill = " ".join(part.split())
+        if skill:
+            skills.setdefault(skill.casefold(), skill)
+    if len(skills) > MAX_SKILLS or any(len(s) > MAX_SKILL_LENGTH for s in skills.values()):
+        raise ValueError(text)
+    return list(skills.values())
+
+
 def missing_skills(intervention: Intervention, people: list[User]) -> list[str]:
     """Skills the intervention needs that none of `people` has."""
     held = {skill for person in people for skill in person.skills or ()}

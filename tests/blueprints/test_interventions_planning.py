@@ -388,3 +388,29 @@ def test_a_manager_plans_from_a_deal(as_role, team):
     # Support does not see deals: a deal id they cannot see is a 404.
     support_client = as_role("support")[0]
     assert support_client.get(f"/interventions/new?deal_id={deal.id}").status_code == 404
+
+
+# ---- skills, set by an admin on the users page ---------------------------------------------
+
+
+def test_an_admin_sets_a_technicians_skills(as_role, team):
+    alice, bob, incident, waiting, busy = team
+    client, _admin = as_role("admin")
+    assert 'name="skills" value="boiler"' in client.get("/admin/users").get_data(as_text=True)
+    response = client.post(
+        f"/admin/users/{alice.id}/skills",
+        data={"skills": " Gas , boiler,gas,  heat pumps "},
+        headers=htmx_headers("tr#user-1"),
+    )
+    assert response.status_code == 200
+    db.session.expire_all()
+    assert db.session.get(type(alice), alice.id).skills == ["Gas", "boiler", "heat pumps"]
+    too_long = client.post(
+        f"/admin/users/{alice.id}/skills", data={"skills": "x" * 41}, headers=htmx_headers()
+    )
+    assert too_long.status_code == 422
+    assert "At most 20 skills of 40 characters" in too_long.get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(alice), alice.id).skills == ["Gas", "boiler", "heat pumps"]
+    support = as_role("support")[0]
+    assert support.post(f"/admin/users/{alice.id}/skills", data={"skills": "x"}).status_code == 403

@@ -16,5 +16,11 @@ class InviteForm(FlaskForm):
     team = SelectField(_l("Team"), coerce=str)
 
 
+class SkillsForm(FlaskForm):
+    """A technician's skills, comma-separated: what the dispatch board matches against."""
+
+    skills = StringField(_l("Skills"), filters=STRIP, validators=[Length(max=1000)])
+
+
 class RoleForm(FlaskForm):
     role = SelectField(_l("Role"), choices=choices(ROLE_LABELS.items()))

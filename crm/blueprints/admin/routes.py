@@ -6,7 +6,7 @@ from flask_login import current_user
 from rq import Worker
 
 from crm import htmx as hx
-from crm.blueprints.admin.forms import InviteForm, RoleForm
+from crm.blueprints.admin.forms import InviteForm, RoleForm, SkillsForm
 from crm.extensions import db
 from crm.form_helpers import choices
 from crm.labels import ROLE_LABELS
@@ -103,6 +103,33 @@ def change_role(user_id: int):
         return _answer(user, ACCOUNT_ERRORS[str(error)]())
     db.session.commit()
     hx.toast(_("%(name)s is now %(role)s.", name=user.name, role=ROLE_LABELS[user.role]))
+    return _answer(user)
+
+
+@bp.route("/users/<int:user_id>/skills", methods=["POST"])
+@requires("users.manage")
+def change_skills(user_id: int):
+    """What a technician can do (gas, boilers, ...): the dispatch board filters and warns by it."""
+    from crm.services.interventions import MAX_SKILL_LENGTH, MAX_SKILLS, parse_skills
+
+    user = _user_or_404(user_id)
+    form = SkillsForm()
+    try:
+        skills = parse_skills(form.skills.data or "") if form.validate_on_submit() else None
+    except ValueError:
+        skills = None
+    if skills is None:
+        return _answer(
+            user,
+            _(
+                "At most %(count)d skills of %(length)d characters, separated by commas.",
+                count=MAX_SKILLS,
+                length=MAX_SKILL_LENGTH,
+            ),
+        )
+    user.skills = skills or None
+    db.session.commit()
+    hx.toast(_("Skills of %(name)s saved.", name=user.name))
     return _answer(user)
 
 
