@@ -414,3 +414,24 @@ def test_an_admin_sets_a_technicians_skills(as_role, team):
     assert db.session.get(type(alice), alice.id).skills == ["Gas", "boiler", "heat pumps"]
     support = as_role("support")[0]
     assert support.post(f"/admin/users/{alice.id}/skills", data={"skills": "x"}).status_code == 403
+
+
+def test_from_the_intervention_page_a_schedule_leads_to_its_day_on_the_board(as_role, team):
+    alice, bob, incident, waiting, busy = team
+    client, _agent = as_role("support")
+    page = f"http://localhost/interventions/{waiting.id}"
+    refused = client.post(
+        f"/interventions/{waiting.id}/schedule",
+        data={"technician_id": bob.id, "start": "2030-03-04T09:30"},
+        headers={"Referer": page},
+    )
+    assert refused.status_code == 409
+    text = refused.get_data(as_text=True)
+    assert "Bob Durand is already booked" in text and "Boiler repair" in text
+    response = client.post(
+        f"/interventions/{waiting.id}/schedule",
+        data={"technician_id": alice.id, "start": "2030-03-05T09:30"},
+        headers={"Referer": page},
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"].endswith("/interventions?date=2030-03-05")

@@ -130,10 +130,14 @@ def _board_address() -> tuple[str, BoardQuery]:
     return board_path, BoardQuery(day=today)
 
 
-def _refused(status: int, message: str):
-    """A toast under htmx (the card goes back); the board with the message otherwise."""
+def _refused(status: int, message: str, intervention: Intervention | None = None):
+    """A toast under htmx (the card goes back); otherwise the page the form was on
+    (the board, or the intervention's page) with the message."""
     if hx.is_htmx():
         return hx.error_response(status, message)
+    if intervention is not None and not _from_board():
+        db.session.rollback()
+        return _show_page(intervention.id, status=status, error=message)
     _address, query = _board_address()
     return hx.render(
         "interventions/board.html", status=status, **_board_context(query, error=message)
@@ -166,10 +170,10 @@ def schedule(intervention_id: int):
     intervention = get_or_404_for(current_user, Intervention, intervention_id)
     form = ScheduleForm()
     if not form.validate():
-        return _refused(422, _("Choose a technician and a start time."))
+        return _refused(422, _("Choose a technician and a start time."), intervention)
     technician = db.session.get(User, form.technician_id.data)
     if technician is None or not technician.active or technician.role != TECHNICIAN:
-        return _refused(422, _("Choose a technician and a start time."))
+        return _refused(422, _("Choose a technician and a start time."), intervention)
     team = _team_after_move(intervention, technician, form.from_technician_id.data)
     start = from_local_naive(form.start.data, viewer_zone())
     try:
@@ -177,10 +181,10 @@ def schedule(intervention_id: int):
     except bookings.DoubleBooking as refused:
         message = refused.message
         db.session.rollback()
-        return _refused(409, message)
+        return _refused(409, message, intervention)
     except bookings.NotBookable as refused:
         db.session.rollback()
-        return _refused(422, str(refused))
+        return _refused(422, str(refused), intervention)
     missing = interventions.missing_skills(intervention, team)
     when = _local_text(start)
     db.session.commit()
@@ -206,6 +210,10 @@ def schedule(intervention_id: int):
                 when=when,
             )
         )
+    if not hx.is_htmx() and not _from_board():
+        # From the intervention's page: to the board at its day, where it now sits.
+        day = start.astimezone(viewer_zone()).date()
+        return redirect(url_for("interventions.index", date=day.isoformat()), 303)
     return _board_answer()
 
 
@@ -254,10 +262,13 @@ def _from_board() -> bool:
 @bp.route("/<int:intervention_id>")
 @requires("interventions.view")
 def show(intervention_id: int):
-    intervention = get_or_404_for(current_user, Intervention, intervention_id)
+    return _show_page(get_or_404_for(current_user, Intervention, intervention_id).id)
+
+
+def _show_page(intervention_id: int, status: int = 200, error: str | None = None):
     loaded = db.session.scalars(
         visible_interventions(current_user)
-        .where(Intervention.id == intervention.id)
+        .where(Intervention.id == intervention_id)
         .options(
             joinedload(Intervention.contact),
             joinedload(Intervention.company),
@@ -265,14 +276,16 @@ def show(intervention_id: int):
             selectinload(Intervention.bookings).joinedload(TechnicianBooking.technician),
         )
     ).first()
-    technicians = interventions.technicians()
-    return render_template(
+    team = interventions.booked_technicians(loaded)
+    body = render_template(
         "interventions/show.html",
         intervention=loaded,
-        team=interventions.booked_technicians(loaded),
-        missing=interventions.missing_skills(loaded, interventions.booked_technicians(loaded)),
-        **display_helpers(technicians),
+        team=team,
+        missing=interventions.missing_skills(loaded, team) if team else [],
+        error=error,
+        **display_helpers(interventions.technicians()),
     )
+    return body, status
 
 
 from crm.blueprints.interventions import field, planning  # noqa: E402,F401  (their views)
