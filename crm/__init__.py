@@ -175,6 +175,8 @@ def _register_template_helpers(app: Flask) -> None:
         can=can, can_edit_event=can_edit_event, event_details_visible=event_details_visible
     )
     app.jinja_env.filters.update(formatting.FILTERS)
+    # `items | select("can_see_intervention")`: the records of a list the viewer may open.
+    app.jinja_env.tests["can_see_intervention"] = lambda visit: can("interventions.view", visit)
     app.jinja_env.add_extension("jinja2.ext.do")
 
     app.jinja_env.globals.update(

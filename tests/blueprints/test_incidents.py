@@ -365,3 +365,31 @@ def test_the_customer_pages_show_their_incidents_and_a_new_incident_button(as_ro
     company_page = client.get(f"/companies/{customer.company_id}").text
     assert f"/incidents/new?company_id={customer.company_id}" in company_page
     assert "Open one" in company_page
+
+
+def test_the_incident_page_lists_its_interventions_to_whom_may_see_them(as_role):
+    from datetime import UTC, datetime
+
+    from tests.factories import make_intervention
+
+    client, _support = as_role("support")
+    incident = make_incident(make_contact())
+    mine_tech = make_user(role="technician", name="Karim Tech")
+    other_tech = make_user(role="technician", name="Other Tech")
+    start = datetime(2030, 3, 4, 9, tzinfo=UTC)
+    make_intervention(incident, [mine_tech], start=start, title="Boiler check")
+    make_intervention(incident, [other_tech], start=start, title="Second visit")
+    db.session.commit()
+
+    page = client.get(f"/incidents/{incident.id}").text
+    assert "Boiler check" in page and "Second visit" in page
+    assert f"/interventions/new?incident_id={incident.id}" in page
+
+    client.post("/logout")
+    from tests.factories import PASSWORD
+
+    client.post("/login", data={"email": mine_tech.email, "password": PASSWORD})
+    page = client.get(f"/incidents/{incident.id}").text
+    assert "Boiler check" in page
+    assert "Second visit" not in page  # a colleague's visit is not theirs to see
+    assert "/interventions/new" not in page
