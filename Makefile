@@ -34,7 +34,7 @@ translations: $(STAMP)
 # Re-extract the strings and merge them into the catalogs after changing texts.
 # --ignore-dirs: pybabel's default would also skip folders starting with "_" (templates/_macros).
 messages: $(STAMP)
-	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext --ignore-dirs='.* __pycache__ node_modules' -o crm/translations/messages.pot --no-location --sort-output .
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _l -k lazy_gettext -k lazy_pgettext:1c,2 --ignore-dirs='.* __pycache__ node_modules' -o crm/translations/messages.pot --no-location --sort-output .
 	$(VENV)/bin/pybabel -q update -i crm/translations/messages.pot -d crm/translations --no-fuzzy-matching
 
 run: install

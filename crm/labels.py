@@ -1,6 +1,7 @@
 """Display names of stored codes, translated at render time."""
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 
 ROLE_LABELS = {
     "admin": _l("Administrator"),
@@ -49,7 +50,7 @@ PRIORITY_LABELS = {
 
 INCIDENT_STATUS_LABELS = {
     "new": _l("New"),
-    "open": _l("Open"),
+    "open": lazy_pgettext("incident status", "Open"),
     "waiting": _l("Waiting on customer"),
     "resolved": _l("Resolved"),
     "closed": _l("Closed"),
@@ -68,7 +69,7 @@ INTERVENTION_STATUS_LABELS = {
     "planned": _l("Planned"),
     "en_route": _l("En route"),
     "on_site": _l("On site"),
-    "done": _l("Done"),
+    "done": lazy_pgettext("intervention status", "Done"),
     "cancelled": _l("Cancelled"),
 }
 

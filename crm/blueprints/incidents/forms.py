@@ -1,4 +1,5 @@
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
 from flask_wtf import FlaskForm
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp
@@ -36,7 +37,7 @@ class IncidentForm(FlaskForm):
     )
     channel = SelectField(_l("Channel"), choices=choices(CHANNEL_LABELS.items()), default="phone")
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=20000)])
-    assignee = SelectField(_l("Assignee"), default="", validators=[Optional()])
+    assignee = SelectField(lazy_pgettext("incident", "Assignee"), default="", validators=[Optional()])
     team = SelectField(_l("Team"), default="", validators=[Optional()])
     product = SelectField(_l("Product"), default="", validators=[Optional()])
 
