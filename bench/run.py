@@ -62,6 +62,8 @@ FULL = {
     "activities": 200_000,
     "users": 50,
     "agenda": 50_000,
+    "incidents": 20_000,
+    "interventions": 5_000,
 }
 SMOKE = {
     "contacts": 1_000,
@@ -70,6 +72,8 @@ SMOKE = {
     "activities": 3_000,
     "users": 50,
     "agenda": 2_000,
+    "incidents": 400,
+    "interventions": 200,
 }
 
 

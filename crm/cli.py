@@ -36,8 +36,17 @@ def register_commands(app: Flask) -> None:
     )
     @click.option("--users", default=50, show_default=True)
     @click.option("--agenda", default=50_000, show_default=True, help="Events and tasks together.")
+    @click.option("--incidents", default=20_000, show_default=True, help="About two messages each.")
+    @click.option(
+        "--interventions",
+        default=5_000,
+        show_default=True,
+        help="With the technicians' bookings, over six months back and ahead.",
+    )
     @click.option("--seed", default=7, show_default=True, help="Same seed, same data.")
-    def seed_scale_command(contacts, companies, deals, activities, users, agenda, seed):
+    def seed_scale_command(
+        contacts, companies, deals, activities, users, agenda, incidents, interventions, seed
+    ):
         """Fill an empty database with a large company, for `make bench` (bulk inserts)."""
         from crm.demo_data import DEMO_PASSWORD
         from crm.scale_data import (
@@ -55,6 +64,8 @@ def register_commands(app: Flask) -> None:
             activities=activities,
             users=users,
             agenda=agenda,
+            incidents=incidents,
+            interventions=interventions,
         )
         click.echo(f"Seeding {db.engine.url.render_as_string(hide_password=True)} ...")
         try:

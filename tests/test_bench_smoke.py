@@ -14,8 +14,25 @@ from sqlalchemy import func, select
 from bench.pages import PAGES, WRITES
 from crm.config import ROOT
 from crm.extensions import db
-from crm.models import Activity, Company, Contact, Deal, DealStageHistory, Event, Task
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    Deal,
+    DealStageHistory,
+    Event,
+    Incident,
+    IncidentMessage,
+    Intervention,
+    Task,
+    TechnicianBooking,
+    User,
+)
 from crm.models.search_keys import fold
+from crm.models.support import BOOKED_STATUSES
+from crm.models.types import utcnow
+from crm.services import business_time as bt
+from crm.services import support_settings
 from tests.backends import detect
 
 SIZES = [
@@ -25,6 +42,8 @@ SIZES = [
     "--activities=1500",
     "--users=20",
     "--agenda=500",
+    "--incidents=300",
+    "--interventions=150",
 ]
 
 
@@ -74,6 +93,57 @@ def test_seed_scale_stores_the_keys_and_histories_the_app_would(app, ctx):
         assert (deal.closed_at is not None) == deal.stage.is_closed
         assert (deal.lost_reason is not None) == (deal.stage.kind == "lost")
         assert deal.amount == sum((line.total for line in deal.lines), Decimal("0"))
+
+
+def test_seed_scale_incidents_keep_their_service_levels_and_bookings_never_overlap(app, ctx):
+    assert _seed(app).exit_code == 0
+    users = list(db.session.scalars(select(User)))
+    assert sum(u.role == "technician" for u in users) == 3  # 16 % of 20 (8 of 50)
+    assert sum(u.role == "support" for u in users) == 3
+    incidents = list(db.session.scalars(select(Incident)))
+    assert len(incidents) == 300
+    running = [i for i in incidents if i.status in ("new", "open", "waiting")]
+    assert 0.04 < len(running) / len(incidents) < 0.2
+    messages = db.session.scalar(select(func.count(IncidentMessage.id)))
+    assert 1.5 < messages / len(incidents) < 2.6
+    calendar = support_settings.default_calendar()
+    now = utcnow()
+    for incident in incidents:
+        policy = support_settings.DEFAULT_POLICIES[incident.priority]
+        # The due times sla.start_clock would set (within the last year's holidays).
+        if incident.created_at.year == now.year:
+            expected = bt.add_business_minutes(
+                calendar, incident.created_at, policy.resolution_minutes
+            )
+            assert incident.resolution_due_at == expected, incident.id
+        assert incident.first_response_due_at <= incident.resolution_due_at
+        assert (incident.resolved_at is not None) == (incident.status in ("resolved", "closed"))
+        assert (incident.closed_at is not None) == (incident.status == "closed")
+        assert (incident.paused_at is not None) == (incident.status == "waiting")
+        if incident.first_responded_at is not None:
+            late = incident.first_responded_at > incident.first_response_due_at
+            assert incident.first_response_breached == late
+            replies = [m for m in incident.messages if m.kind == "reply"]
+            assert replies and replies[0].created_at == incident.first_responded_at
+        if incident.resolved_at is not None:
+            late = incident.resolved_at > incident.resolution_due_at
+            assert incident.resolution_breached == late
+        assert all(m.created_at <= now for m in incident.messages)
+
+    interventions = list(db.session.scalars(select(Intervention)))
+    assert len(interventions) == 150
+    assert any(i.status == "unscheduled" for i in interventions)
+    bookings = list(db.session.scalars(select(TechnicianBooking)))
+    for booking in bookings:
+        visit = booking.intervention
+        assert (booking.starts_at, booking.ends_at) == (visit.starts_at, visit.ends_at)
+        assert booking.active == (visit.status in BOOKED_STATUSES)
+        assert booking.technician.role == "technician"
+    by_technician = {}
+    for booking in sorted(bookings, key=lambda b: b.starts_at):
+        by_technician.setdefault(booking.technician_id, []).append(booking)
+    for rows in by_technician.values():  # none overlaps, active or not
+        assert all(a.ends_at <= b.starts_at for a, b in zip(rows, rows[1:], strict=False))
 
 
 def test_seed_scale_leaves_the_ids_to_the_database_afterwards(app, ctx):
