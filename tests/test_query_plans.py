@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 WATCHED = {"contact", "company"}
 
 
-def _statements_of(client, url: str) -> list[tuple[str, dict]]:
+def _statements_of(client, url: str, watched=WATCHED) -> list[tuple[str, dict]]:
     seen = []
 
     def record(conn, cursor, statement, parameters, context, executemany):
@@ -43,36 +43,36 @@ def _statements_of(client, url: str) -> list[tuple[str, dict]]:
     finally:
         event.remove(Engine, "before_cursor_execute", record)
     assert response.status_code == 200, url
-    return [(sql, params) for sql, params in seen if any(f" {t}" in sql for t in WATCHED)]
+    return [(sql, params) for sql, params in seen if any(f" {t}" in sql for t in watched)]
 
 
 # Nodes that read all of their input before giving a row: below them a LIMIT stops nothing.
 _CONSUME_ALL = {"Sort", "Hash", "Aggregate", "SetOp", "WindowAgg", "Materialize"}
 
 
-def _full_scans(plan: dict, limited: bool = False) -> list[str]:
+def _full_scans(plan: dict, limited: bool = False, watched=WATCHED) -> list[str]:
     """The watched relations this plan reads whole."""
     found = []
     node, relation = plan.get("Node Type"), plan.get("Relation Name")
     whole_index = node in ("Index Scan", "Index Only Scan") and "Index Cond" not in plan
-    if relation in WATCHED and (node == "Seq Scan" or (whole_index and not limited)):
+    if relation in watched and (node == "Seq Scan" or (whole_index and not limited)):
         found.append(relation)
     if node == "Limit":
         limited = True
     elif node in _CONSUME_ALL:
         limited = False
     for child in plan.get("Plans", []):
-        found += _full_scans(child, limited)
+        found += _full_scans(child, limited, watched)
     return found
 
 
-def _scans_in(statements) -> list[str]:
+def _scans_in(statements, watched=WATCHED) -> list[str]:
     found = []
     connection = db.session.connection()
     connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
     for sql, params in statements:
         plan = connection.exec_driver_sql("EXPLAIN (FORMAT JSON) " + sql, params).scalar()
-        if _full_scans(plan[0]["Plan"]):
+        if _full_scans(plan[0]["Plan"], watched=watched):
             text = connection.exec_driver_sql("EXPLAIN " + sql, params).scalars().all()
             found.append(sql + "\n" + "\n".join(text))
     db.session.rollback()
@@ -109,3 +109,48 @@ def test_lists_and_searches_read_contacts_and_companies_through_indexes(app, ctx
     # The check itself: contacts sorted by their company's name have no index to walk
     # (the name is in another table), and the page reads them all. It is caught.
     assert _scans_in(_statements_of(client, "/contacts?sort=company"))
+
+
+SUPPORT = {"incident", "technician_booking"}
+SUPPORT_URLS = [
+    "/incidents",  # a support agent's default: their own open incidents, most urgent first
+    "/incidents?view=open",
+    "/incidents?view=unassigned",
+    "/incidents?q=dur",
+    "/incidents?q=machine",
+    "/interventions",  # the dispatch board, this week
+    "/interventions?view=day",
+]
+
+
+def test_incident_queue_and_dispatch_board_read_incidents_and_bookings_through_indexes(
+    app, ctx, login
+):
+    from crm.models import User
+    from crm.scale_data import SUPPORT_EMAIL, ScaleSizes, seed_scale
+
+    seed_scale(
+        ScaleSizes(
+            contacts=1_000,
+            companies=100,
+            deals=50,
+            activities=1_000,
+            users=50,
+            agenda=200,
+            incidents=4_000,
+            interventions=1_500,
+        )
+    )
+    agent = db.session.scalars(db.select(User).where(User.email == SUPPORT_EMAIL)).one()
+    client = login(app.test_client(), agent)
+
+    found = {}
+    for url in SUPPORT_URLS:
+        statements = _statements_of(client, url, SUPPORT)
+        assert statements, f"{url} read neither incidents nor bookings"
+        found[url] = _scans_in(statements, SUPPORT)
+    scans = [f"{url}:\n{plan}" for url, plans in found.items() for plan in plans]
+    assert not scans, "\n\n".join(scans)
+    # The board's bookings are read in the week's range, by technician.
+    board = _statements_of(client, "/interventions", {"technician_booking"})
+    assert any("starts_at <" in sql for sql, _params in board)

@@ -188,14 +188,21 @@ def list_incidents(user: User, filters: IncidentFilters, size: int = 50) -> Inci
 
 
 def view_counts(user: User) -> dict[str, int]:
-    """How many open incidents each tab holds, in one query."""
-    open_ = Incident.status.in_(OPEN_STATUSES)
-    query = visible_incidents(user).with_only_columns(
-        func.count(case((open_ & (Incident.assignee_id == user.id), 1))),
-        func.count(case((open_ & Incident.assignee_id.is_(None), 1))),
-        func.count(case((open_, 1))),
-    )
-    mine, unassigned, all_open = db.session.execute(query).one()
+    """How many open incidents each tab holds, in one query: a count per tab, each found
+    by an index on its own conditions (status first, or the assignee and status), never
+    by reading the incidents closed long ago."""
+    open_ = visible_incidents(user).where(Incident.status.in_(OPEN_STATUSES))
+
+    def count(query):
+        return query.with_only_columns(func.count()).scalar_subquery()
+
+    mine, unassigned, all_open = db.session.execute(
+        select(
+            count(open_.where(Incident.assignee_id == user.id)),
+            count(open_.where(Incident.assignee_id.is_(None))),
+            count(open_),
+        )
+    ).one()
     return {"mine": mine, "unassigned": unassigned, "open": all_open}
 
 
