@@ -1,9 +1,9 @@
 """What the benchmark measures, in one place: pages, writes and the targets they must meet.
 
 A page's path may name ids found in the seeded database ({contact}, {company},
-{deal}, {feed_token}: see `bench.run.find_records`) and {term}, which cycles through
-SEARCH_TERMS. When incidents and interventions land, their pages join PAGES here
-(incident queue, dispatch board), and their writes join WRITES.
+{deal}, {feed_token}, {incident}, {tech_day}: see `bench.run.find_records`) and {term},
+which cycles through SEARCH_TERMS. Each page and write is asked by one of ROLES, signed
+in as that user.
 """
 
 from dataclasses import dataclass
@@ -20,11 +20,16 @@ RSS_BYTES = 150 * 1024 * 1024  # each web worker, and the RQ worker
 SEARCH_TERMS = ("dur", "mer", "gir", "lam", "rou", "cam", "oli", "hel", "lyon", "bonn")
 
 
+# Who asks: a sales rep, a sales manager (their team's deals), a support agent (the
+# incident queue starts from their own incidents), a technician (their own visits).
+ROLES = ("sales", "manager", "support", "technician")
+
+
 @dataclass(frozen=True)
 class Page:
     name: str
     path: str
-    role: str = "sales"  # who asks: "sales" (a rep) or "manager" (their team's deals)
+    role: str = "sales"  # one of ROLES
     # The element an htmx request swaps into ("tbody#contact-rows"): a list page (the board
     # too) answers it with the rows alone, measured as the fragment; list pages have the
     # size targets.
@@ -38,6 +43,7 @@ class Page:
 
 PAGES = (
     Page("start page", "/"),
+    Page("start page, team", "/", role="manager"),
     Page("contact list", "/contacts", fragment_target="tbody#contact-rows", load=True),
     Page("contact search", "/contacts?q={term}", fragment_target="tbody#contact-rows", load=True),
     Page(
@@ -60,17 +66,32 @@ PAGES = (
     Page("task list", "/tasks"),
     # What a subscribed calendar app fetches every few minutes: the rep's feed.
     Page("calendar feed", "/feeds/{feed_token}.ics"),
+    # Support: the agent's own open incidents, most urgent first, and a search in them.
+    Page("incident queue", "/incidents", role="support", fragment_target="tbody#incident-rows"),
+    Page(
+        "incident search",
+        "/incidents?q={term}",
+        role="support",
+        fragment_target="tbody#incident-rows",
+    ),
+    Page("incident page", "/incidents/{incident}", role="support"),
+    Page("dispatch board, week", "/interventions", role="support"),
+    # The phone view of a technician's busiest day near the seed's today.
+    Page("technician day", "/interventions/today?day={tech_day}", role="technician"),
 )
 
 
 @dataclass(frozen=True)
 class Write:
     name: str
-    kind: str  # how bench.run builds the request: "log_call", "move_deal", "create_contact"
+    # How bench.run builds the request: "log_call", "move_deal", "create_contact", "reply".
+    kind: str
+    role: str = "sales"
 
 
 WRITES = (
     Write("log a call", "log_call"),
     Write("move a deal", "move_deal"),
     Write("create a contact", "create_contact"),
+    Write("reply to an incident", "reply", role="support"),
 )

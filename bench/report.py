@@ -49,7 +49,7 @@ def _kb(size) -> str:
 
 
 HEADER = (
-    f"{'page':<24} {'role':<7} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'SQL':>4} "
+    f"{'page':<24} {'role':<10} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'req/s':>7} {'SQL':>4} "
     f"{'KB':>6} {'frag KB':>7} | {'p95':<4} {'SQL':<4} {'size':<4} {'frag':<4} {'req/s':<5}"
 )
 
@@ -64,7 +64,7 @@ def table(results: dict) -> str:
             else max(page["sql_queries"], fragment["sql_queries"])
         )
         lines.append(
-            f"{page['name']:<24.24} {page['role']:<7} {_num(page['p50_ms']):>7} "
+            f"{page['name']:<24.24} {page['role']:<10} {_num(page['p50_ms']):>7} "
             f"{_num(page['p95_ms']):>7} {_num(page['p99_ms']):>7} "
             f"{_num(load['requests_per_second'], 0) if load else NONE:>7} {sql:>4} "
             f"{_kb(page['bytes']):>6} {_kb(fragment['bytes']) if fragment else NONE:>7} | "
@@ -74,7 +74,7 @@ def table(results: dict) -> str:
     for write in results["writes"]:
         checks = write["checks"]
         lines.append(
-            f"{'write: ' + write['name']:<24.24} {write['role']:<7} {_num(write['p50_ms']):>7} "
+            f"{'write: ' + write['name']:<24.24} {write['role']:<10} {_num(write['p50_ms']):>7} "
             f"{_num(write['p95_ms']):>7} {_num(write['p99_ms']):>7} {NONE:>7} "
             f"{write['sql_queries']:>4} {_kb(write['bytes']):>6} {NONE:>7} | "
             f"{_mark(checks['p95']):<4} {_mark(checks['sql']):<4} {NONE:<4} {NONE:<4} {NONE:<5}"

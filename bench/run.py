@@ -5,7 +5,8 @@
    starts again).
 2. gunicorn with 2 workers and the production settings (a random SECRET_KEY, Redis on
    127.0.0.1, a database number of its own), and an RQ worker (`python worker.py`).
-3. Signs in through the login form as a sales rep and as a manager.
+3. Signs in through the login form as a sales rep, a manager, a support agent and a
+   technician.
 4. Every page of bench/pages.py in a sequential pass (latency percentiles, SQL queries
    from X-SQL-Queries, bytes, the htmx fragment of list pages); a load pass on the
    contact list and search (wrk); the write mix; the resident memory of the processes.
@@ -35,7 +36,7 @@ import psycopg
 from bench import report
 from bench.client import Client
 from bench.load import run_load, wrk_available
-from bench.pages import PAGES, SEARCH_TERMS, WRITES, Page
+from bench.pages import PAGES, ROLES, SEARCH_TERMS, WRITES, Page
 from bench.servers import (
     ROOT,
     children,
@@ -318,7 +319,7 @@ def sizes_text(sizes: dict) -> str:
 
 def find_records(database_url: str) -> dict:
     """The ids the pages and writes need, chosen for the heaviest realistic case."""
-    from crm.scale_data import MANAGER_EMAIL, REP_EMAIL
+    from crm.scale_data import MANAGER_EMAIL, REP_EMAIL, SUPPORT_EMAIL
 
     with psycopg.connect(database_url) as conn:
 
@@ -332,6 +333,7 @@ def find_records(database_url: str) -> dict:
         records = {
             "rep_email": REP_EMAIL,
             "manager_email": MANAGER_EMAIL,
+            "support_email": SUPPORT_EMAIL,
             "contact": one(
                 "SELECT contact_id FROM activity WHERE contact_id IS NOT NULL "
                 "GROUP BY contact_id ORDER BY count(*) DESC, contact_id LIMIT 1"
@@ -371,8 +373,35 @@ def find_records(database_url: str) -> dict:
         records["company_names"] = [
             row[0] for row in conn.execute("SELECT name FROM company ORDER BY id LIMIT 20")
         ]
+        # Support: the longest conversation; open incidents to reply to, the agent's first.
+        records["incident"] = one(
+            "SELECT incident_id FROM incident_message GROUP BY incident_id "
+            "ORDER BY count(*) DESC, incident_id LIMIT 1"
+        )
+        records["reply_incidents"] = [
+            row[0]
+            for row in conn.execute(
+                'SELECT i.id FROM incident i LEFT JOIN "user" u ON u.id = i.assignee_id '
+                "WHERE i.status IN ('open', 'waiting') "
+                "ORDER BY u.email = %s DESC NULLS LAST, i.id LIMIT 50",
+                (SUPPORT_EMAIL,),
+            )
+        ]
+        # The technician with the most visits on the first working day from today on (Paris).
+        technician, day = conn.execute(
+            "SELECT u.email, (b.starts_at AT TIME ZONE 'UTC' AT TIME ZONE 'Europe/Paris')::date "
+            'AS day FROM technician_booking b JOIN "user" u ON u.id = b.technician_id '
+            "WHERE b.starts_at >= date_trunc('day', now() AT TIME ZONE 'UTC') "
+            "GROUP BY u.email, day ORDER BY day, count(*) DESC, u.email LIMIT 1"
+        ).fetchone() or (None, None)
+        if technician is None:
+            raise RuntimeError("the seeded database has no technician's visit to come")
+        records["technician_email"] = technician
+        records["tech_day"] = day.isoformat()
     if len(records["open_stages"]) < 2 or not records["move_deals"]:
         raise RuntimeError("the seeded database has no open deal of the rep to move")
+    if not records["reply_incidents"]:
+        raise RuntimeError("the seeded database has no open incident to reply to")
     return records
 
 
@@ -457,15 +486,23 @@ class ServerCPU:
         }
 
 
+ROLE_EMAILS = {
+    "sales": "rep_email",
+    "manager": "manager_email",
+    "support": "support_email",
+    "technician": "technician_email",
+}
+
+
 def sign_in(port: int, records: dict) -> dict[str, Client]:
     from crm.demo_data import DEMO_PASSWORD
 
     clients = {}
-    for role, email in (("sales", records["rep_email"]), ("manager", records["manager_email"])):
+    for role in ROLES:
         client = Client(port)
-        client.login(email, DEMO_PASSWORD)
+        client.login(records[ROLE_EMAILS[role]], DEMO_PASSWORD)
         clients[role] = client
-    say("Signed in as a sales rep and as a manager.")
+    say("Signed in as a sales rep, a manager, a support agent and a technician.")
     return clients
 
 
@@ -548,8 +585,8 @@ def measure_page(clients: dict, page: Page, records: dict, args, port: int, cpu)
 
 
 def write_mix(clients: dict, records: dict, count: int, database_url: str, port: int) -> list[dict]:
-    """Log a call, move a deal, create a contact: `count` of each, one after the other."""
-    client = clients["sales"]
+    """Log a call, move a deal, create a contact, reply to an incident: `count` of each,
+    one after the other, each as its role."""
     stamp = int(time.time())
     timings = {write.kind: [] for write in WRITES}
     statuses = {write.kind: {} for write in WRITES}
@@ -559,7 +596,7 @@ def write_mix(clients: dict, records: dict, count: int, database_url: str, port:
         for index in range(count):
             for write in WRITES:
                 path, form, headers = _write_request(write.kind, index, records, conn, stamp, port)
-                answer = client.post(path, form, headers)
+                answer = clients[write.role].post(path, form, headers)
                 timings[write.kind].append(answer.seconds)
                 key = str(answer.status)
                 statuses[write.kind][key] = statuses[write.kind].get(key, 0) + 1
@@ -569,7 +606,7 @@ def write_mix(clients: dict, records: dict, count: int, database_url: str, port:
     for write in WRITES:
         result = {
             "name": write.name,
-            "role": "sales",
+            "role": write.role,
             **summary(timings[write.kind]),
             "sql_queries": max(sql[write.kind], default=0),
             "bytes": max(sizes[write.kind], default=0),
@@ -626,6 +663,13 @@ def _write_request(kind: str, index: int, records: dict, conn, stamp: int, port:
                 "company": company,
             },
             _htmx("form#quick-add", port, "/contacts"),
+        )
+    if kind == "reply":
+        incident = records["reply_incidents"][index % len(records["reply_incidents"])]
+        return (
+            f"/incidents/{incident}/messages",
+            {"kind": "reply", "body": f"Benchmark reply {stamp} {index + 1}: we are on it."},
+            _htmx("form#composer", port, f"/incidents/{incident}"),
         )
     raise ValueError(kind)
 

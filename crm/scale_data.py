@@ -176,6 +176,7 @@ EMAIL_DOMAIN = "scale.example"
 # What the benchmark signs in as; every user has the password given to seed_scale().
 REP_EMAIL = f"rep1@{EMAIL_DOMAIN}"
 MANAGER_EMAIL = f"manager1@{EMAIL_DOMAIN}"
+SUPPORT_EMAIL = f"support1@{EMAIL_DOMAIN}"
 ADMIN_EMAIL = f"admin@{EMAIL_DOMAIN}"
 
 
