@@ -37,7 +37,9 @@ def make_company(name: str | None = None, **fields) -> Company:
 def make_contact(first_name: str = "Jean", last_name: str | None = None, **fields) -> Contact:
     n = next(_seq)
     fields.setdefault("email", f"contact{n}@example.com")
-    contact = Contact(first_name=first_name, last_name=f"Durand{n}" if last_name is None else last_name, **fields)
+    contact = Contact(
+        first_name=first_name, last_name=f"Durand{n}" if last_name is None else last_name, **fields
+    )
     db.session.add(contact)
     db.session.flush()
     return contact
@@ -59,8 +61,16 @@ def make_pipeline(name: str | None = None):
     for index, (stage_name, probability, kind, milestone, stall_days) in enumerate(
         DEFAULT_PIPELINES["New business"]
     ):
-        pipeline.stages.append(Stage(name=stage_name, position=index, probability=probability, kind=kind,
-                                     milestone=milestone, stall_days=stall_days))
+        pipeline.stages.append(
+            Stage(
+                name=stage_name,
+                position=index,
+                probability=probability,
+                kind=kind,
+                milestone=milestone,
+                stall_days=stall_days,
+            )
+        )
     db.session.add(pipeline)
     db.session.flush()
     return pipeline
@@ -75,7 +85,9 @@ def make_deal(pipeline=None, stage=None, owner=None, amount="1000", **fields):
     stage = stage or pipeline.stages[0]
     fields.setdefault("title", f"Deal {next(_seq)}")
     deal = Deal(pipeline=pipeline, stage=stage, owner=owner, amount=Decimal(amount), **fields)
-    deal.title_key = deal.title.lower()
+    from crm.models.search_keys import fold
+
+    deal.title_key = fold(deal.title)
     db.session.add(deal)
     db.session.add(DealStageHistory(deal=deal, to_stage=stage))
     db.session.flush()
@@ -125,7 +137,9 @@ def make_task(assignee=None, due=None, **fields):
     from crm.models import Task
 
     fields.setdefault("title", f"Task {next(_seq)}")
-    task = Task(assignee=assignee, created_by=fields.pop("created_by", assignee), due_at=due, **fields)
+    task = Task(
+        assignee=assignee, created_by=fields.pop("created_by", assignee), due_at=due, **fields
+    )
     db.session.add(task)
     db.session.flush()
     return task
@@ -161,7 +175,9 @@ def make_intervention(incident=None, technicians=(), start=None, minutes: int = 
         intervention.status = fields.get("status", "planned")
         for technician in technicians:
             intervention.bookings.append(
-                TechnicianBooking(technician=technician, starts_at=start, ends_at=intervention.ends_at)
+                TechnicianBooking(
+                    technician=technician, starts_at=start, ends_at=intervention.ends_at
+                )
             )
     db.session.add(intervention)
     db.session.flush()

@@ -22,6 +22,7 @@ from crm.permissions import (
 )
 from crm.services import canned_responses
 from crm.services import incidents as service
+from crm.services.record_search import find_records
 from crm.services.reminders import now
 
 bp = Blueprint("incidents", __name__, url_prefix="/incidents")
@@ -170,23 +171,9 @@ def _chosen_assignee(value: str | None) -> User | None:
 def customers():
     """Contacts and companies matching what was typed: radio options named "customer"."""
     text = (request.args.get("customer_q") or "").strip()
-    found = []
-    if len(text) >= 2:
-        pattern = f"%{text.lower()}%"
-        contacts = db.session.scalars(
-            visible_contacts(current_user)
-            .where(Contact.sort_name.ilike(pattern) | Contact.email.ilike(pattern))
-            .order_by(Contact.sort_name)
-            .limit(CUSTOMER_SEARCH_LIMIT)
-        )
-        found += [(f"contact:{c.id}", c.name, _("Contact")) for c in contacts]
-        companies = db.session.scalars(
-            visible_companies(current_user)
-            .where(Company.name.ilike(pattern))
-            .order_by(Company.name)
-            .limit(CUSTOMER_SEARCH_LIMIT)
-        )
-        found += [(f"company:{c.id}", c.name, _("Company")) for c in companies]
+    found = find_records(
+        current_user, text, kinds=("contact", "company"), limit=CUSTOMER_SEARCH_LIMIT
+    )
     return render_template("incidents/_customer_options.html", options=found, text=text)
 
 

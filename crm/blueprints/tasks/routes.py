@@ -28,6 +28,7 @@ from crm.permissions import (
     visible_deals,
 )
 from crm.services import tasks as task_service
+from crm.services.record_search import find_records
 from crm.services.recurrence import to_local_naive
 from crm.services.reminders import user_zone
 
@@ -331,32 +332,7 @@ def delete(task_id: int):
 def links():
     """Records a task can be linked to, matching what was typed: radio options of the form."""
     text = (request.args.get("link_q") or "").strip()
-    found = []
-    if len(text) >= 2:
-        pattern = f"%{text.lower()}%"
-        if has_permission(current_user, "contacts.view"):
-            contacts = db.session.scalars(
-                visible_contacts(current_user)
-                .where(Contact.sort_name.ilike(pattern))
-                .order_by(Contact.sort_name)
-                .limit(LINK_SEARCH_LIMIT)
-            )
-            found += [(f"contact:{c.id}", c.name, _("Contact")) for c in contacts]
-            companies = db.session.scalars(
-                visible_companies(current_user)
-                .where(Company.name.ilike(pattern))
-                .order_by(Company.name)
-                .limit(LINK_SEARCH_LIMIT)
-            )
-            found += [(f"company:{c.id}", c.name, _("Company")) for c in companies]
-        if has_permission(current_user, "deals.view"):
-            deals = db.session.scalars(
-                visible_deals(current_user)
-                .where(Deal.title.ilike(pattern))
-                .order_by(Deal.title)
-                .limit(LINK_SEARCH_LIMIT)
-            )
-            found += [(f"deal:{d.id}", d.title, _("Deal")) for d in deals]
+    found = find_records(current_user, text, limit=LINK_SEARCH_LIMIT)
     return render_template("tasks/_link_options.html", options=found, text=text)
 
 

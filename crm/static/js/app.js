@@ -70,6 +70,27 @@
   });
 })();
 
+// ---- SortableJS, for the boards (deals, dispatch) ------------------------------------------
+// A board page loads Sortable in <head>; a boosted navigation to it swaps only <body>, so the
+// first board shown that way loads it from the address its container names (data-sortable-src).
+(function () {
+  "use strict";
+  var loading = null;
+  window.crmWithSortable = function (container, then) {
+    if (window.Sortable) { then(); return; }
+    if (!loading) {
+      loading = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = container.dataset.sortableSrc;
+        script.onload = resolve;
+        script.onerror = reject;
+        document.head.appendChild(script);
+      });
+    }
+    loading.then(then);
+  };
+})();
+
 // ---- Deal board: drag and drop between stages (SortableJS) ------------------------------
 // Every card carries a small form in its "⋯" menu (stage <select> + Move) that posts to
 // /deals/<id>/move: the keyboard's way, and a browser's without JavaScript. A drop fills in that same
@@ -80,29 +101,14 @@
 (function () {
   "use strict";
 
-  var sortableLoading = null;
   var waitingForReason = null;  // the form of the card whose lost reason the dialog asks for
   var refocus = null;           // the id of a card moved from the keyboard, to focus again
 
-  // The board page loads Sortable in <head>; a boosted navigation to it swaps only <body>.
-  function withSortable(container, then) {
-    if (window.Sortable) { then(); return; }
-    if (!sortableLoading) {
-      sortableLoading = new Promise(function (resolve, reject) {
-        var script = document.createElement("script");
-        script.src = container.dataset.sortableSrc;
-        script.onload = resolve;
-        script.onerror = reject;
-        document.head.appendChild(script);
-      });
-    }
-    sortableLoading.then(then);
-  }
 
   function initBoard() {
     var container = document.getElementById("deal-board");
     if (!container || !container.querySelector(".column-cards:not([data-sortable])")) return;
-    withSortable(container, function () {
+    window.crmWithSortable(container, function () {
       container.querySelectorAll(".column-cards:not([data-sortable])").forEach(function (list) {
         list.dataset.sortable = "on";
         window.Sortable.create(list, {

@@ -124,27 +124,10 @@
 (function () {
   "use strict";
 
-  var sortableLoading = null;
-
-  // The board page loads Sortable in <head>; a boosted navigation to it swaps only <body>.
-  function withSortable(container, then) {
-    if (window.Sortable) { then(); return; }
-    if (!sortableLoading) {
-      sortableLoading = new Promise(function (resolve, reject) {
-        var script = document.createElement("script");
-        script.src = container.dataset.sortableSrc;
-        script.onload = resolve;
-        script.onerror = reject;
-        document.head.appendChild(script);
-      });
-    }
-    sortableLoading.then(then);
-  }
-
   function initBoard() {
     var board = document.getElementById("dispatch-board");
     if (!board || !board.querySelector(".slot-list:not([data-sortable])")) return;
-    withSortable(board, function () {
+    window.crmWithSortable(board, function () {
       board.querySelectorAll(".slot-list:not([data-sortable])").forEach(function (list) {
         list.dataset.sortable = "on";
         window.Sortable.create(list, {
