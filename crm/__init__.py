@@ -35,6 +35,7 @@ def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from crm import i18n, models  # noqa: F401  (models register their tables)
     from crm.queues import redis_connection, redis_url_for_clients
+    from crm.services import audit  # noqa: F401  (writes the audit log after each flush)
 
     db.init_app(app)
     migrate.init_app(
@@ -64,11 +65,9 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_token: str):
-        from crm.models import User
+        from crm.services import sessions
 
-        return db.session.scalars(
-            db.select(User).where(User.session_token == session_token, User.active.is_(True))
-        ).first()
+        return sessions.load(session_token)
 
     @login_manager.unauthorized_handler
     def unauthorized():
@@ -104,6 +103,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def _register_blueprints(app: Flask) -> None:
+    from crm.blueprints.account.routes import bp as account_bp
     from crm.blueprints.admin.routes import bp as admin_bp
     from crm.blueprints.agenda.routes import bp as agenda_bp
     from crm.blueprints.auth.routes import bp as auth_bp
@@ -133,6 +133,7 @@ def _register_blueprints(app: Flask) -> None:
         feeds_bp,
         incidents_bp,
         interventions_bp,
+        account_bp,
         admin_bp,
     )
     for blueprint in blueprints:
