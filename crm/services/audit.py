@@ -92,6 +92,13 @@ def record(
     return entry
 
 
+def quiet(record) -> None:
+    """Write no automatic entry for `record` at the next flush (the caller logs the event)."""
+    from crm.extensions import db
+
+    db.session.info.setdefault("audit_quiet", set()).add(id(record))
+
+
 def _columns(record, spec):
     mapper = inspect(type(record))
     return [attr.key for attr in mapper.column_attrs if attr.key not in spec.exclude | {"id"}]
@@ -142,6 +149,7 @@ def _log_changes(session, flush_context) -> None:
     # history still describe what the flush did.
     rows = []
     context = None
+    quiet = session.info.pop("audit_quiet", set())
     for action, records in (
         ("create", session.new),
         ("update", session.dirty),
@@ -149,7 +157,7 @@ def _log_changes(session, flush_context) -> None:
     ):
         for obj in records:
             spec = AUDITED.get(type(obj))
-            if spec is None:
+            if spec is None or id(obj) in quiet:
                 continue
             if action == "update":
                 changes = _changes(obj, spec)

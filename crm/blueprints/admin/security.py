@@ -72,7 +72,7 @@ def save_security():
     form = TwoFactorRolesForm()
     if not form.validate_on_submit():
         return _security_page(form, status=422)
-    two_factor.set_required_roles(form.roles.data)
+    two_factor.set_required_roles(form.roles.data or [])
     db.session.commit()
     hx.toast(_("Security settings saved."))
     return hx.location(url_for("admin.security"))
