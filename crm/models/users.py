@@ -71,6 +71,8 @@ class User(UserMixin, db.Model):
     # Flask-Login keeps in the cookie, so that every browser signs out on its own.
     session_token = None
     current_session = None
+    # Read in the same query as the session: the roles an admin requires two factors for.
+    roles_needing_two_factor = None
 
     def get_id(self) -> str:
         if not self.session_token:

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from crm.extensions import db
-from crm.models import User, UserSession
+from crm.models import SecuritySetting, User, UserSession
 from crm.models.types import utcnow
 
 # last_seen_at is written at most this often: not a database write per request.
@@ -82,15 +82,23 @@ def load(token: str) -> User | None:
     """The user of a live session, or None; an expired session is revoked on the way."""
     if not token:
         return None
+    from crm.services.two_factor import REQUIRED_ROLES_KEY
+
+    # The roles that must use two factors come in the same query: every request checks them.
+    required = (
+        select(SecuritySetting.value)
+        .where(SecuritySetting.key == REQUIRED_ROLES_KEY)
+        .scalar_subquery()
+    )
     query = (
-        select(UserSession, User)
+        select(UserSession, User, required)
         .join(User, User.id == UserSession.user_id)
         .where(UserSession.token_hash == _hash(token), UserSession.revoked_at.is_(None))
     )
     found = db.session.execute(query).first()
     if found is None:
         return None
-    row, user = found
+    row, user, required_roles = found
     now = utcnow()
     if not user.active or _expired(row, now):
         row.revoked_at = now
@@ -101,6 +109,7 @@ def load(token: str) -> User | None:
         row.last_seen_at = now
         db.session.commit()
     user.session_token, user.current_session = token, row
+    user.roles_needing_two_factor = set(required_roles or [])
     return user
 
 

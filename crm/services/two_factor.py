@@ -203,4 +203,8 @@ def set_required_roles(roles) -> None:
 
 def must_enrol(user: User) -> bool:
     """Signed in, but their role needs two factors and they have none yet."""
-    return not user.two_factor_enabled and user.role in required_roles()
+    if user.two_factor_enabled:
+        return False
+    # Read with the session by crm.services.sessions.load(): no query of its own.
+    roles = getattr(user, "roles_needing_two_factor", None)
+    return user.role in (required_roles() if roles is None else roles)
