@@ -37,7 +37,11 @@ def test_turn_on_two_factor_then_sign_in_with_a_code(
         clicks.click(page.get_by_role("button", name="Set up two-factor sign-in"))
         qr = page.get_by_role("img", name="QR code to scan")
         expect(qr).to_be_visible()
-        assert qr.evaluate("img => img.complete && img.naturalWidth > 0")  # the SVG loaded
+        # The SVG loads under the CSP (img-src 'self').
+        page.wait_for_function(
+            "() => { const img = document.querySelector('img.qr');"
+            " return img && img.complete && img.naturalWidth > 0; }"
+        )
         secret = page.locator("code.secret").inner_text().replace(" ", "")
         now = datetime.now(UTC)
         page.get_by_label("Code shown by the app").fill(pyotp.TOTP(secret).at(now))

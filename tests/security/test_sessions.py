@@ -89,6 +89,7 @@ def test_a_password_change_signs_out_every_other_session(app, as_role, login):
     other = login(app.test_client(), user)
     wrong = client.post(
         "/settings/password",
+        headers=htmx_headers("section#password-card"),
         data={
             "current": "not it",
             "password": "a new long password",
@@ -100,9 +101,14 @@ def test_a_password_change_signs_out_every_other_session(app, as_role, login):
     assert other.get("/").status_code == 200
     mismatch = client.post(
         "/settings/password",
+        headers=htmx_headers("section#password-card"),
         data={"current": PASSWORD, "password": "a new long password", "confirm": "another one!"},
     )
     assert mismatch.status_code == 422 and "The two passwords differ." in mismatch.text
+    # Without JavaScript: back to the settings page, the reason shown there.
+    plain = client.post("/settings/password", data={"current": "not it"})
+    assert plain.status_code == 303
+    assert "This field is required." in client.get("/settings").text
     done = client.post(
         "/settings/password",
         data={

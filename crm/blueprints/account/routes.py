@@ -68,6 +68,10 @@ def change_password():
             hx.toast(_("Password changed. Your other sessions are signed out."))
             return hx.location(url_for("main.settings"))
         form.current.errors.append(_("This is not your current password."))
+    if not hx.is_htmx():  # without JavaScript: the first reason, back on the settings page
+        errors = [error for field in form for error in field.errors]
+        hx.toast(errors[0] if errors else _("This is not your current password."), "error")
+        return hx.location(url_for("main.settings"))
     return hx.render_fragment(
         "main/settings.html", "password_card", status=422, **security_context(password_form=form)
     )
