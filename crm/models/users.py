@@ -74,6 +74,12 @@ class User(UserMixin, db.Model):
     # Read in the same query as the session: the roles an admin requires two factors for.
     roles_needing_two_factor = None
 
+    # Compared as rows (the session holds one object per row), not through Flask-Login's
+    # get_id(), which is the token of a signed-in session only.
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
     def get_id(self) -> str:
         if not self.session_token:
             raise RuntimeError("sign in through crm.services.sessions.start()")

@@ -30,7 +30,9 @@ from tests.factories import (
     make_company,
     make_contact,
     make_deal,
+    make_event,
     make_product,
+    make_task,
     make_team,
     make_user,
     start_session,
@@ -44,7 +46,10 @@ BOOKKEEPING = {("user_session", "last_seen_at")}
 
 
 def _records(owner=None):
-    """One of each kind of record, a deal owned by `owner`; their ids for _url()."""
+    """One of each kind of record, a deal, an event, a task owned by `owner`; ids for _url()."""
+    from crm.services import calendar_feed
+    from tests.test_route_permissions import _notification
+
     owner = owner or make_user(role="sales")
     company = make_company()
     contact = make_contact(company=company)
@@ -65,6 +70,11 @@ def _records(owner=None):
         "product": make_product().id,
         "pipeline": deal.pipeline_id,
         "stage": deal.stage_id,
+        "feed": calendar_feed.create_user_feed(owner).id,
+        "team": make_team().id,
+        "event": make_event(owner).id,
+        "task": make_task(owner).id,
+        "notification": _notification(owner).id,
     }
 
 
