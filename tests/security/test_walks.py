@@ -48,7 +48,13 @@ BOOKKEEPING = {("user_session", "last_seen_at")}
 def _records(owner=None):
     """One of each kind of record, a deal, an event, a task owned by `owner`; ids for _url()."""
     from crm.services import calendar_feed
-    from tests.test_route_permissions import _notification
+    from tests.factories import make_incident, make_intervention
+    from tests.test_route_permissions import (
+        _email_template,
+        _holiday,
+        _next_monday_nine,
+        _notification,
+    )
 
     owner = owner or make_user(role="sales")
     company = make_company()
@@ -75,6 +81,10 @@ def _records(owner=None):
         "event": make_event(owner).id,
         "task": make_task(owner).id,
         "notification": _notification(owner).id,
+        "incident": make_incident(contact).id,
+        "template": _email_template().id,
+        "intervention": make_intervention(technicians=[owner], start=_next_monday_nine()).id,
+        "holiday": _holiday().id,
     }
 
 
