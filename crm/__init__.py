@@ -18,11 +18,19 @@ def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
     app = Flask(__name__, instance_path=config_class.INSTANCE_PATH)
     app.config.from_object(config_class)
     app.config.update(overrides)
+    if app.config["TRUSTED_PROXIES"]:
+        # Behind a reverse proxy that terminates TLS: trust its X-Forwarded-For/-Proto
+        # (client address for rate limits and the audit log, https for HSTS and cookies).
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _init_extensions(app)
     _register_blueprints(app)
     _register_error_pages(app)
     _register_template_helpers(app)
+    app.before_request(_refuse_nul_characters)
     app.after_request(hx.apply_headers)
     app.after_request(_security_headers)
 
@@ -35,6 +43,7 @@ def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
 def _init_extensions(app: Flask) -> None:
     from crm import i18n, models  # noqa: F401  (models register their tables)
     from crm.queues import redis_connection, redis_url_for_clients
+    from crm.services import audit  # noqa: F401  (writes the audit log after each flush)
 
     db.init_app(app)
     migrate.init_app(
@@ -64,11 +73,9 @@ def _init_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_token: str):
-        from crm.models import User
+        from crm.services import sessions
 
-        return db.session.scalars(
-            db.select(User).where(User.session_token == session_token, User.active.is_(True))
-        ).first()
+        return sessions.load(session_token)
 
     @login_manager.unauthorized_handler
     def unauthorized():
@@ -104,6 +111,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record):
 
 
 def _register_blueprints(app: Flask) -> None:
+    from crm.blueprints.account.routes import bp as account_bp
     from crm.blueprints.admin.routes import bp as admin_bp
     from crm.blueprints.agenda.routes import bp as agenda_bp
     from crm.blueprints.auth.routes import bp as auth_bp
@@ -133,6 +141,7 @@ def _register_blueprints(app: Flask) -> None:
         feeds_bp,
         incidents_bp,
         interventions_bp,
+        account_bp,
         admin_bp,
     )
     for blueprint in blueprints:
@@ -165,6 +174,18 @@ def _register_error_pages(app: Flask) -> None:
     for status in messages:
         app.register_error_handler(status, handle)
     app.register_error_handler(CSRFError, handle)
+
+    from sqlalchemy.exc import DataError
+    from werkzeug.exceptions import BadRequest
+
+    def refuse_bad_data(error):
+        # A value the database cannot hold (an id beyond its integer range...) comes from
+        # the request: the request is wrong, not the server. Nothing of it is kept.
+        db.session.rollback()
+        return handle(BadRequest())
+
+    app.register_error_handler(DataError, refuse_bad_data)
+    app.register_error_handler(OverflowError, refuse_bad_data)  # SQLite's way of saying it
 
 
 def _register_template_helpers(app: Flask) -> None:
@@ -201,15 +222,33 @@ def _register_template_helpers(app: Flask) -> None:
         return {"current_user": current_user, "current_locale": str(get_locale() or "en")}
 
 
+def _refuse_nul_characters():
+    """No field needs a NUL character and PostgreSQL refuses one in text: a 400, not a 500."""
+    from flask import abort
+
+    for values in (request.args, request.form):
+        if any("\x00" in value for _, value in values.items(multi=True)):
+            abort(400)
+
+
 def _security_headers(response):
-    # No inline script anywhere: htmx is configured through a <meta> tag and our
-    # code lives in static/js/app.js.
+    # No inline script, no eval: htmx is configured through a <meta> tag, our code lives in
+    # static/js/app.js, and no template uses hx-on, js: values or trigger filters (which
+    # htmx runs with new Function()). A test checks the templates for them.
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+        "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'",
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
     response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+    # Pages of a signed-in user hold customer data: no copy in shared or browser caches.
+    if request.endpoint != "static" and current_user and current_user.is_authenticated:
+        response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -53,12 +53,12 @@ def parse_money(text: str, locale: str, others: tuple[str, ...] = ("en", "fr")) 
         raise MoneyError("invalid")
     if value < 0:
         raise MoneyError("negative")
-    if value.as_tuple().exponent < -2 and value != value.quantize(Decimal("0.01")):
-        raise MoneyError("decimals")
-    value = value.quantize(Decimal("0.01"))
+    # Before quantize(): forty digits would exceed the decimal context and raise.
     if value > MAX_PRICE:
         raise MoneyError("too_large")
-    return value
+    if value.as_tuple().exponent < -2 and value != value.quantize(Decimal("0.01")):
+        raise MoneyError("decimals")
+    return value.quantize(Decimal("0.01"))
 
 
 def _with_group_spaces(raw: str, locale: str) -> str:

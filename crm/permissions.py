@@ -74,6 +74,13 @@ POLICY: dict[str, frozenset[str]] = {
     "interventions.work": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
     "reports.view": frozenset({ADMIN, MANAGER}),
     "users.manage": frozenset({ADMIN}),
+    "security.manage": frozenset({ADMIN}),
+    "audit.view": frozenset({ADMIN}),
+    # Field level: support works with customers but never sees what deals are worth.
+    "deals.see_amounts": frozenset({ADMIN, MANAGER, SALES}),
+    # Personal data (GDPR): a copy of all we hold on a person, and erasure on request.
+    "contacts.export_personal_data": frozenset({ADMIN, MANAGER}),
+    "contacts.erase": frozenset({ADMIN, MANAGER}),
 }
 
 PUBLIC = "public"

@@ -305,7 +305,7 @@ class _Seeder:
                     "role": role,
                     "team_id": team_id[team] if team else None,
                     "active": True,
-                    "session_token": f"scale-{index + 1}-{self.rng.getrandbits(128):032x}",
+                    "security_stamp": f"scale-{index + 1}-{self.rng.getrandbits(128):032x}",
                     "created_at": self.now - timedelta(days=800),
                     "skills": (
                         self.support_rng.sample(TECHNICIAN_SKILLS, 2 + index % 2)

@@ -27,6 +27,15 @@ def make_user(role: str = "sales", password: str | None = PASSWORD, **fields) ->
     return user
 
 
+def start_session(user: User, user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0") -> str:
+    """A signed-in session of `user`: the token Flask-Login keeps in the cookie."""
+    from crm.services import sessions
+
+    token = sessions.start(user, "127.0.0.1", user_agent)
+    db.session.flush()
+    return token
+
+
 def make_company(name: str | None = None, **fields) -> Company:
     company = Company(name=name or f"Company {next(_seq)}", **fields)
     db.session.add(company)

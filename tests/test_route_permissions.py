@@ -22,6 +22,7 @@ from tests.factories import (
     make_task,
     make_team,
     make_user,
+    start_session,
 )
 
 SKIP_ENDPOINTS = {"static"}
@@ -95,6 +96,7 @@ def _url(rule, ids) -> str:
         "product_id": ids["product"],
         "pipeline_id": ids["pipeline"],
         "stage_id": ids["stage"],  # holds the deal: deleting it is refused, never done
+        "session_id": ids["session"],  # another user's session: must be a 404, never revoked
         "name": "phone",
         "token": "not-a-token",
         "feed_id": ids["feed"],  # the user's own calendar feed
@@ -121,10 +123,13 @@ def test_route_role_matrix(app, as_role, role):
     line = DealLine(deal=deal, description="Line", quantity=1, unit_price=10)
     db.session.add(line)
     db.session.flush()
+    other = make_user(role="sales")
+    start_session(other)
     ids = {
         "contact": make_contact().id,
         "company": make_company().id,
-        "user": make_user(role="sales").id,
+        "user": other.id,
+        "session": other.current_session.id,
         "deal": deal.id,
         "line": line.id,
         "product": make_product().id,
@@ -177,7 +182,10 @@ def test_anonymous_htmx_request_gets_a_full_reload_to_login(client):
 def test_an_expired_htmx_fragment_request_returns_to_the_page_after_login(client):
     response = client.get(
         "/contacts/1/fields/phone/edit",
-        headers={"HX-Request": "true", "HX-Request-Type": "partial",
-                 "HX-Current-URL": "http://localhost/contacts/1?tab=x"},
+        headers={
+            "HX-Request": "true",
+            "HX-Request-Type": "partial",
+            "HX-Current-URL": "http://localhost/contacts/1?tab=x",
+        },
     )
     assert response.headers["HX-Redirect"] == "/login?next=/contacts/1?tab%3Dx"

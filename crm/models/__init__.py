@@ -9,8 +9,10 @@ from crm.models.agenda import (
     Reminder,
     Task,
 )
+from crm.models.audit import AuditLog
 from crm.models.contacts import Company, Contact, Tag, contact_tag
 from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
+from crm.models.security import RecoveryCode, SecuritySetting, UserSession
 from crm.models.support import (
     BusinessHours,
     EmailTemplate,
@@ -41,6 +43,7 @@ __all__ = [
     "Notification",
     "Reminder",
     "Task",
+    "AuditLog",
     "Company",
     "Contact",
     "Deal",
@@ -49,9 +52,12 @@ __all__ = [
     "Pipeline",
     "Product",
     "Quota",
+    "RecoveryCode",
+    "SecuritySetting",
     "Stage",
     "Tag",
     "Team",
     "User",
+    "UserSession",
     "contact_tag",
 ]

@@ -6,6 +6,7 @@ from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
+from crm.models.audit import audited
 from crm.models.search_keys import email_key, fold, phone_key
 from crm.models.types import UTCDateTime, utcnow
 from crm.models.users import User
@@ -13,6 +14,22 @@ from crm.models.users import User
 # A lead becomes a prospect, then a customer: the same row moves along, so its
 # whole history stays attached.
 STAGES = ("lead", "prospect", "customer", "former")
+CONSENT_STATUSES = ("unknown", "granted", "refused")
+# What erasing a contact removes (crm.services.personal_data): everything that names or
+# reaches the person. The business record (stage, owner, company, deals, timeline) stays.
+PERSONAL_FIELDS = (
+    "first_name",
+    "last_name",
+    "title",
+    "email",
+    "phone",
+    "linkedin_url",
+    "twitter_url",
+    "street",
+    "postcode",
+    "city",
+    "country",
+)
 
 contact_tag = Table(
     "contact_tag",
@@ -41,6 +58,7 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
+@audited(exclude=("name_key",))
 class Company(PostalAddress, Timestamps, db.Model):
     __table_args__ = (CheckConstraint(f"stage IN {STAGES!r}", name="stage"),)
 
@@ -65,9 +83,11 @@ class Company(PostalAddress, Timestamps, db.Model):
         return self.name
 
 
+@audited(exclude=("sort_name", "email_key", "phone_key", "search_text", "last_activity_at"))
 class Contact(PostalAddress, Timestamps, db.Model):
     __table_args__ = (
         CheckConstraint(f"stage IN {STAGES!r}", name="stage"),
+        CheckConstraint(f"consent_status IN {CONSENT_STATUSES!r}", name="consent_status"),
         # Keyset pagination walks these (sort value, id) pairs.
         Index("ix_contact_sort_name_id", "sort_name", "id"),
         Index("ix_contact_last_activity_id", "last_activity_at", "id"),
@@ -92,6 +112,12 @@ class Contact(PostalAddress, Timestamps, db.Model):
     linkedin_url: Mapped[str | None] = mapped_column(String(300))
     twitter_url: Mapped[str | None] = mapped_column(String(300))
     last_activity_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Consent to be contacted for marketing, and an opt-out that wins over everything.
+    consent_status: Mapped[str] = mapped_column(String(10), default="unknown")
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when the person's data was erased on request: the row stays for the business records.
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     # Derived keys, kept in step by the listener below.
     sort_name: Mapped[str] = mapped_column(String(210), default="")

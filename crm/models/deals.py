@@ -16,6 +16,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
+from crm.models.audit import audited
 from crm.models.contacts import Company, Contact, Timestamps
 from crm.models.types import UTCDateTime, utcnow
 from crm.models.users import Team, User
@@ -28,6 +29,7 @@ PERIOD_KINDS = ("month", "quarter")
 Money = Numeric(14, 2)
 
 
+@audited()
 class Pipeline(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120), unique=True)
@@ -42,6 +44,7 @@ class Pipeline(db.Model):
         return self.name
 
 
+@audited()
 class Stage(db.Model):
     __table_args__ = (
         CheckConstraint(f"kind IN {STAGE_KINDS!r}", name="kind"),
@@ -71,6 +74,7 @@ class Stage(db.Model):
         return self.name
 
 
+@audited(exclude=("name_key",))
 class Product(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
@@ -85,6 +89,7 @@ class Product(db.Model):
         return f"{self.code} · {self.name}"
 
 
+@audited(exclude=("title_key", "stage_entered_at"))
 class Deal(Timestamps, db.Model):
     __table_args__ = (
         Index("ix_deal_stage_updated", "stage_id", "stage_entered_at"),
@@ -142,6 +147,7 @@ class Deal(Timestamps, db.Model):
         return self.title
 
 
+@audited()
 class DealLine(db.Model):
     __table_args__ = (
         CheckConstraint("quantity > 0", name="quantity"),
@@ -193,6 +199,7 @@ class DealStageHistory(db.Model):
     to_stage: Mapped[Stage | None] = relationship(foreign_keys=[to_stage_id])
 
 
+@audited()
 class Quota(db.Model):
     """A revenue target for one rep or one team over a month or a quarter."""
 

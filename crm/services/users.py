@@ -7,8 +7,9 @@ from sqlalchemy import func, select
 from crm.extensions import db
 from crm.models import Team, User
 from crm.models.types import utcnow
-from crm.models.users import ROLES
+from crm.models.users import ROLES, new_security_stamp
 from crm.services.passwords import hash_password, needs_rehash, verify_password
+from crm.services.sessions import revoke_all
 
 
 class AccountError(ValueError):
@@ -46,8 +47,8 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def invitation_token(user: User) -> str:
-    # Bound to the session token: once used (or the user deactivated) it is void.
-    return _serializer().dumps({"user": user.id, "session": user.session_token})
+    # Bound to the security stamp: once used (or the user deactivated) it is void.
+    return _serializer().dumps({"user": user.id, "stamp": user.security_stamp})
 
 
 def user_for_invitation(token: str) -> User | None:
@@ -56,7 +57,7 @@ def user_for_invitation(token: str) -> User | None:
     except (BadSignature, SignatureExpired):
         return None
     user = db.session.get(User, payload.get("user"))
-    if user is None or user.session_token != payload.get("session") or not user.active:
+    if user is None or user.security_stamp != payload.get("stamp") or not user.active:
         return None
     return user
 
@@ -64,6 +65,17 @@ def user_for_invitation(token: str) -> User | None:
 def set_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
     user.end_all_sessions()
+
+
+def change_password(user: User, current: str, new: str) -> bool:
+    """False when `current` is wrong. Every other session of the user ends: whoever knew the
+    old password and signed in with it elsewhere is out."""
+    if not verify_password(user.password_hash, current):
+        return False
+    user.password_hash = hash_password(new)
+    user.security_stamp = new_security_stamp()
+    revoke_all(user, keep=user.current_session)
+    return True
 
 
 def change_role(actor: User, user: User, role: str) -> None:

@@ -5,7 +5,7 @@ import re
 from crm.extensions import db
 from crm.models import User
 from crm.services import users
-from tests.factories import PASSWORD, make_user
+from tests.factories import PASSWORD, make_user, start_session
 
 
 def _sign_in(client, email, password, address="10.0.0.1", **extra):
@@ -125,9 +125,11 @@ def test_logout_everywhere_ends_every_session_of_the_user(app, as_role, login):
 
 class TestCsrf:
     def _signed_in(self, csrf_app, user):
+        token = start_session(user)
+        db.session.commit()
         client = csrf_app.test_client()
         with client.session_transaction() as session:
-            session["_user_id"] = user.session_token
+            session["_user_id"] = token
         return client
 
     def test_post_without_token_is_refused(self, csrf_app, ctx):

@@ -17,6 +17,7 @@ from tests.factories import (
     make_intervention,
     make_pipeline,
     make_user,
+    start_session,
 )
 
 
@@ -293,8 +294,10 @@ def test_a_complaint_gets_a_task_and_a_deal_linked_both_ways(as_role, customer):
     assert f"/deals/{deal.id}" not in deal_answer.text and "€" not in deal_answer.text
     # The owner sees the way back from the task and from the deal.
     rep_client = client.application.test_client()
+    token = start_session(customer.owner)
+    db.session.commit()
     with rep_client.session_transaction() as session:
-        session["_user_id"] = customer.owner.session_token
+        session["_user_id"] = token
     assert f"/incidents/{incident.id}" in rep_client.get("/tasks").text
     assert f"/incidents/{incident.id}" in rep_client.get(f"/deals/{deal.id}").text
     incident_page = rep_client.get(f"/incidents/{incident.id}").text

@@ -114,7 +114,7 @@ def sales_user(seed):
 
 
 @pytest.fixture
-def signed_in(csrf_app, base_url):
+def signed_in(csrf_app, base_url, ctx):
     """signed_in(page, user): start the browser signed in, without the login form.
 
     The form itself is walked by the tests of the login task; the others start from
@@ -122,8 +122,10 @@ def signed_in(csrf_app, base_url):
     """
 
     def _sign_in(page: Page, user) -> None:
+        token = factories.start_session(user)
+        db.session.commit()
         serializer = csrf_app.session_interface.get_signing_serializer(csrf_app)
-        value = serializer.dumps({"_user_id": user.session_token, "_fresh": True})
+        value = serializer.dumps({"_user_id": token, "_fresh": True})
         name = csrf_app.config["SESSION_COOKIE_NAME"]
         page.context.add_cookies([{"name": name, "value": value, "url": base_url}])
 

@@ -32,6 +32,9 @@ def drag(page: Page, clicks: Clicks, card: Locator, column: Locator) -> None:
     start = card.bounding_box()
     x, y = start["x"] + start["width"] / 2, start["y"] + 12
     page.mouse.move(x, y)
+    # Let the page paint once with the pointer over the card before pressing: pressed in the
+    # same frame as a card put back (a cancelled drop), SortableJS missed the drag.
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     page.mouse.down()
     page.mouse.move(x + 8, y + 8, steps=2)  # past SortableJS's tolerance: the drag starts
     end = column.bounding_box()

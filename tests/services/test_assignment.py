@@ -116,7 +116,10 @@ def test_the_incident_team_then_the_signed_in_users_team(data_app, ctx):
     assert assignment.assign_round_robin(make_incident(team=first)) == a
     from flask_login import login_user
 
+    from crm.services import sessions
+
     with data_app.test_request_context("/"):
+        sessions.start(manager)  # a signed-in session of its own, as the login route opens
         login_user(manager)
         assert assignment.assign_round_robin(make_incident()) == b
 

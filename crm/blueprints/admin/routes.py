@@ -177,4 +177,4 @@ def system():
     return hx.render("admin/system.html", workers=workers, queues=queues)
 
 
-from crm.blueprints.admin import pipelines  # noqa: E402,F401  (adds its routes to bp)
+from crm.blueprints.admin import pipelines, security  # noqa: E402,F401  (add their routes to bp)

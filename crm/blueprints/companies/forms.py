@@ -1,16 +1,16 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, IntegerField, SelectField, StringField, URLField
-from wtforms.validators import URL, DataRequired, Email, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, Length, NumberRange, Optional
 
 from crm.blueprints.contacts.forms import PHONE
-from crm.form_helpers import STRIP, choices
+from crm.form_helpers import STRIP, choices, web_address_validators
 from crm.labels import STAGE_LABELS
 
 
 class CompanyQuickAddForm(FlaskForm):
     name = StringField(_l("Company name"), validators=[DataRequired(), Length(max=200)])
-    website = URLField(_l("Website"), validators=[Optional(), URL(), Length(max=300)])
+    website = URLField(_l("Website"), validators=web_address_validators())
 
 
 class CompanyForm(FlaskForm):
@@ -20,8 +20,8 @@ class CompanyForm(FlaskForm):
     employees = IntegerField(
         _l("Employees"), validators=[Optional(), NumberRange(min=0, max=10_000_000)]
     )
-    website = URLField(_l("Website"), validators=[Optional(), URL(), Length(max=300)])
-    linkedin_url = URLField(_l("LinkedIn"), validators=[Optional(), URL(), Length(max=300)])
+    website = URLField(_l("Website"), validators=web_address_validators())
+    linkedin_url = URLField(_l("LinkedIn"), validators=web_address_validators())
     email = EmailField(
         _l("Email"), filters=STRIP, validators=[Optional(), Email(), Length(max=254)]
     )

@@ -11,9 +11,9 @@ from wtforms import (
     TextAreaField,
     URLField,
 )
-from wtforms.validators import URL, DataRequired, Email, Length, Optional, Regexp
+from wtforms.validators import DataRequired, Email, Length, Optional, Regexp
 
-from crm.form_helpers import STRIP, choices
+from crm.form_helpers import STRIP, choices, web_address_validators
 from crm.labels import CALL_OUTCOME_LABELS
 
 PHONE = Regexp(r"^[0-9+().\s/-]{4,40}$", message=_l("Digits, spaces and + ( ) - . / only."))
@@ -77,11 +77,11 @@ CONTACT_FIELDS = {
     "country": (_l("Country"), lambda: StringField(validators=[Length(max=80)])),
     "linkedin_url": (
         _l("LinkedIn"),
-        lambda: URLField(validators=[Optional(), URL(), Length(max=300)]),
+        lambda: URLField(validators=web_address_validators()),
     ),
     "twitter_url": (
         _l("X / Twitter"),
-        lambda: URLField(validators=[Optional(), URL(), Length(max=300)]),
+        lambda: URLField(validators=web_address_validators()),
     ),
 }
 

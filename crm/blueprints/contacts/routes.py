@@ -1,6 +1,8 @@
 """Contacts: the list, quick-add, and the 360° page with inline edits and the timeline."""
 
-from flask import Blueprint, abort, current_app, request, url_for
+import json
+
+from flask import Blueprint, abort, current_app, make_response, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
@@ -18,9 +20,9 @@ from crm.extensions import db
 from crm.form_helpers import choices
 from crm.labels import STAGE_LABELS
 from crm.models import Contact
-from crm.models.contacts import STAGES
+from crm.models.contacts import CONSENT_STATUSES, STAGES
 from crm.permissions import get_or_404_for, has_permission, requires
-from crm.services import contact_fields, contacts
+from crm.services import contact_fields, contacts, personal_data
 from crm.services.deals import contact_deals
 from crm.services.timeline import contact_timeline, record_activity
 
@@ -100,9 +102,11 @@ def _detail_context(contact: Contact, **extra) -> dict:
         "deal_form": DealQuickAddForm(formdata=None),
         "activity_form": ActivityForm(formdata=None),
         "stages": STAGES,
+        "consent_statuses": CONSENT_STATUSES,
         "editing": None,
         **record_panel_context("contact", contact),
         **customer_panel_context(contact=contact),
+        "erase_open": False,
     }
     context.update(extra)
     return context
@@ -266,3 +270,78 @@ def delete(contact_id: int):
     db.session.commit()
     hx.toast(_("%(name)s deleted.", name=name))
     return hx.location(url_for("contacts.index"))
+
+
+# ---- personal data (GDPR) and consent ---------------------------------------------------
+
+
+@bp.route("/<int:contact_id>/personal-data", methods=["POST"])
+@requires("contacts.export_personal_data")
+def export_personal_data(contact_id: int):
+    """A download, by POST: exporting is an event of the audit log, and GET changes nothing."""
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    kind = request.form.get("format")
+    if kind not in ("json", "csv"):
+        abort(400)
+    data = personal_data.export(current_user, contact)
+    personal_data.record_export(current_user, contact, kind)
+    db.session.commit()
+    if kind == "json":
+        body, mimetype = json.dumps(data, ensure_ascii=False, indent=2), "application/json"
+    else:
+        body, mimetype = personal_data.as_csv(data), "text/csv"
+    response = make_response(body)
+    response.mimetype = mimetype
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="contact-{contact.id}-personal-data.{kind}"'
+    )
+    return response
+
+
+@bp.route("/<int:contact_id>/erase", methods=["POST"])
+@requires("contacts.erase")
+def erase(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    if contact.erased_at is not None:
+        return hx.location(url_for("contacts.detail", contact_id=contact.id))
+    if request.form.get("confirm") != "yes":
+        hx.toast(_("Tick the box to confirm the erasure."), "error")
+        return hx.render(
+            "contacts/detail.html", status=422, **_detail_context(contact, erase_open=True)
+        )
+    personal_data.erase(current_user, contact)
+    db.session.commit()
+    hx.toast(_("The personal data of contact #%(id)d is erased.", id=contact.id))
+    return hx.location(url_for("contacts.detail", contact_id=contact.id))
+
+
+def _consent_answer(contact: Contact):
+    if not hx.is_htmx():
+        return hx.location(url_for("contacts.detail", contact_id=contact.id))
+    return hx.render_fragment("contacts/detail.html", "consent", **_detail_context(contact))
+
+
+@bp.route("/<int:contact_id>/consent", methods=["POST"])
+@requires("contacts.edit")
+def set_consent(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    status = request.form.get("consent_status", "")
+    if status not in CONSENT_STATUSES:
+        abort(400)
+    personal_data.set_consent(contact, status)
+    db.session.commit()
+    hx.toast(_("Consent saved."))
+    return _consent_answer(contact)
+
+
+@bp.route("/<int:contact_id>/unsubscribe", methods=["POST"])
+@requires("contacts.edit")
+def set_unsubscribed(contact_id: int):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    value = request.form.get("unsubscribed")
+    if value not in ("0", "1"):
+        abort(400)
+    personal_data.set_unsubscribed(contact, value == "1")
+    db.session.commit()
+    hx.toast(_("Unsubscribed.") if value == "1" else _("Subscribed again."))
+    return _consent_answer(contact)

@@ -9,6 +9,7 @@ from flask_login import current_user
 from sqlalchemy.orm import selectinload
 
 from crm import htmx as hx
+from crm.blueprints.account.routes import security_context
 from crm.blueprints.main.forms import SettingsForm
 from crm.extensions import db
 from crm.i18n import select_timezone
@@ -69,7 +70,7 @@ def settings():
         hx.toast(_("Settings saved."))
         return hx.location(request.path)
     status = 422 if request.method == "POST" else 200
-    return hx.render("main/settings.html", form=form, status=status)
+    return hx.render("main/settings.html", form=form, status=status, **security_context())
 
 
 def _coming_soon(area: str, permission: str):

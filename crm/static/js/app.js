@@ -269,3 +269,19 @@
     if (ctx && isMoveForm(ctx.sourceElement)) putBack(cardOf(ctx.sourceElement));
   });
 })();
+
+// ---- Dialogs: a button with data-open-dialog="id" opens that <dialog> as a modal; a
+// button with data-close-dialog inside closes it. No inline handlers (the CSP forbids them).
+(function () {
+  "use strict";
+  document.addEventListener("click", function (event) {
+    var opener = event.target.closest && event.target.closest("[data-open-dialog]");
+    if (opener) {
+      var dialog = document.getElementById(opener.dataset.openDialog);
+      if (dialog && !dialog.open) dialog.showModal();
+      return;
+    }
+    var closer = event.target.closest && event.target.closest("[data-close-dialog]");
+    if (closer) closer.closest("dialog").close();
+  });
+})();
