@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
+from crm.models.audit import audited
 from crm.models.contacts import Company, Contact, Timestamps
 from crm.models.types import UTCDateTime, utcnow
 from crm.models.users import Team, User
@@ -46,6 +47,7 @@ def new_feed_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+@audited(exclude=("rrule_until", "sequence"))
 class Event(Timestamps, db.Model):
     """A meeting, call or visit; a series when `rrule` is set.
 
@@ -158,6 +160,7 @@ class EventAttendee(db.Model):
     contact: Mapped[Contact | None] = relationship()
 
 
+@audited()
 class Task(Timestamps, db.Model):
     """A to-do with a due time, an assignee and a linked record."""
 
@@ -293,6 +296,7 @@ class Notification(db.Model):
     user: Mapped[User] = relationship()
 
 
+@audited(exclude=("token", "last_fetched_at"))
 class CalendarFeed(db.Model):
     """A private ICS address for a user's or a team's agenda.
 

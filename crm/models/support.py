@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
+from crm.models.audit import audited
 from crm.models.contacts import Company, Contact, Timestamps
 from crm.models.deals import Product
 from crm.models.types import UTCDateTime, utcnow
@@ -38,6 +39,7 @@ INTERVENTION_STATUSES = ("unscheduled", "planned", "en_route", "on_site", "done"
 BOOKED_STATUSES = ("planned", "en_route", "on_site")
 
 
+@audited()
 class SupportCalendar(db.Model):
     """When support works: the zone, the hours of each weekday and the holidays.
 
@@ -59,6 +61,7 @@ class SupportCalendar(db.Model):
     )
 
 
+@audited()
 class BusinessHours(db.Model):
     """One working span of a weekday (0 = Monday); a day may have two (lunch break)."""
 
@@ -78,6 +81,7 @@ class BusinessHours(db.Model):
     calendar: Mapped[SupportCalendar] = relationship(back_populates="hours")
 
 
+@audited()
 class Holiday(db.Model):
     __table_args__ = (UniqueConstraint("calendar_id", "day", name="uq_holiday_day"),)
 
@@ -91,6 +95,7 @@ class Holiday(db.Model):
     calendar: Mapped[SupportCalendar] = relationship(back_populates="holidays")
 
 
+@audited()
 class SlaPolicy(db.Model):
     """Service-level targets of one priority, in business minutes."""
 
@@ -108,6 +113,7 @@ class SlaPolicy(db.Model):
     warning_minutes: Mapped[int] = mapped_column(default=60)
 
 
+@audited()
 class EmailTemplate(Timestamps, db.Model):
     """A reusable message with {{contact.first_name}}-style placeholders.
 
@@ -123,6 +129,7 @@ class EmailTemplate(Timestamps, db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
 
 
+@audited(exclude=("subject_key", "sla_notified"))
 class Incident(Timestamps, db.Model):
     """A support ticket: an information request, a technical incident or a complaint."""
 
@@ -212,6 +219,7 @@ class IncidentMessage(db.Model):
     author: Mapped[User | None] = relationship()
 
 
+@audited(exclude=("signature_png",))
 class Intervention(Timestamps, db.Model):
     """An on-site visit by one or more technicians, for an incident or a deal."""
 

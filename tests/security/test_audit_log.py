@@ -182,3 +182,23 @@ def test_audit_log_is_for_admins_only(as_role):
         client, _ = as_role(role)
         assert client.get("/admin/audit").status_code == 403
     assert Deal  # the model is imported for the factories
+
+
+def test_agenda_and_support_records_are_logged_too(as_role):
+    """Incidents, events, tasks and interventions opted in like the sales records."""
+    from tests.factories import make_event, make_incident, make_intervention, make_task
+
+    client, agent = as_role("support")
+    incident = make_incident(make_contact(), priority="normal")
+    event = make_event(agent, title="Call back")
+    task = make_task(agent, title="Send the manual")
+    visit = make_intervention(incident, title="Visit")
+    db.session.commit()
+    client.post(f"/incidents/{incident.id}/fields/priority", data={"value": "urgent"})
+    updates = _entries(entity_type="incident", entity_id=incident.id, action="update")
+    priority = next(e for e in updates if "priority" in e.changes)
+    assert (priority.changes["priority"], priority.actor_id) == (["normal", "urgent"], agent.id)
+    for entity_type, record in (("event", event), ("task", task), ("intervention", visit)):
+        assert [e.action for e in _entries(entity_type=entity_type, entity_id=record.id)] == [
+            "create"
+        ], entity_type
