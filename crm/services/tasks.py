@@ -23,6 +23,9 @@ GROUPS = ("overdue", "today", "upcoming", "no_date")
 FOLLOW_UP_WORKING_DAYS = 2
 FOLLOW_UP_TIME = time(9, 0)
 DONE_LIMIT = 50
+# The list shows the soonest due first; past this many, the rest waits behind a filter
+# rather than making a page of hundreds of rows (a rep with a year of planned calls).
+OPEN_LIMIT = 100
 RECORD_PANEL_LIMIT = 20
 
 
@@ -215,10 +218,12 @@ def _assignee_filter(query, viewer: User, assignee: str):
     return query.where(Task.assignee_id == viewer.id)
 
 
-def open_tasks(viewer: User, assignee: str = "me") -> list[Task]:
+def open_tasks(viewer: User, assignee: str = "me", limit: int | None = None) -> list[Task]:
     query = _assignee_filter(visible_tasks(viewer), viewer, assignee).where(Task.status == "open")
     # Undated last; then by due time (SQLite and PostgreSQL sort NULLs differently).
     query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
+    if limit is not None:
+        query = query.limit(limit)
     return list(db.session.scalars(_loaded(query)))
 
 

@@ -45,6 +45,22 @@ def test_my_tasks_are_grouped_overdue_today_upcoming_no_date(rep):
     assert "<html" not in done and "Done already" in done
 
 
+def test_a_long_list_shows_the_soonest_tasks_and_says_so(rep, monkeypatch):
+    from crm.services import tasks as task_service
+
+    monkeypatch.setattr(task_service, "OPEN_LIMIT", 3)
+    client, me = rep
+    moment = now()
+    for day in range(5):
+        make_task(me, moment + timedelta(days=day + 1), title=f"Call {day}")
+    db.session.commit()
+
+    html = client.get("/tasks").text
+
+    assert _group(html, "upcoming") == ["Call 0", "Call 1", "Call 2"]
+    assert "Only the 3 soonest open tasks are shown." in html
+
+
 def test_all_day_task_due_today_in_the_viewers_zone(as_role):
     client, me = as_role("sales", timezone="Pacific/Auckland")
     from zoneinfo import ZoneInfo

@@ -155,8 +155,10 @@ def _list_context(filters: dict) -> dict:
     if filters["status"] == "done":
         context["done"] = task_service.done_tasks(current_user, filters["assignee"])
     else:
-        tasks = task_service.open_tasks(current_user, filters["assignee"])
-        context["groups"] = task_service.group_open_tasks(tasks, zone)
+        limit = task_service.OPEN_LIMIT
+        tasks = task_service.open_tasks(current_user, filters["assignee"], limit=limit + 1)
+        context["more_tasks"] = len(tasks) > limit
+        context["groups"] = task_service.group_open_tasks(tasks[:limit], zone)
     if task_service.can_plan_for_others(current_user):
         context["people"] = task_service.assignable_users(current_user)
     return context
