@@ -173,6 +173,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     db.session.flush()
     agenda = _seed_agenda(rng, users, contact_rows)
     _seed_incidents(users, contact_rows)
+    _seed_interventions(users)
     db.session.commit()
     return {
         "users": len(users),
@@ -669,3 +670,65 @@ def _seed_incidents(users: list[User], contacts: list[Contact]) -> None:
         incidents.change_status(incident, status)
         if kind == "complaint":
             incidents.complaint_task(agent, incident)
+
+
+# (title, days from today, local hour, minutes, skills) of the technician's visits; None: unscheduled.
+DEMO_VISITS = [
+    ("Diagnostic on site", -1, 9, 90, ["diagnostic"]),
+    ("Replace the control board", 0, 9, 120, ["electronics"]),
+    ("Annual maintenance", 0, 14, 60, ["maintenance"]),
+    ("Check after repair", 1, 10, 60, ["diagnostic"]),
+    ("Install the new unit", 2, 8, 180, ["installation"]),
+    ("Second opinion", None, None, 60, ["diagnostic"]),
+    ("Training on the new unit", None, None, 90, ["installation"]),
+]
+
+
+def _seed_interventions(users: list[User]) -> None:
+    """The technician's week around today, and two visits waiting on the dispatch board,
+    for the demo's incidents (a technical incident and the complaint first)."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from crm.models import Incident
+    from crm.services import interventions
+    from crm.services.recurrence import from_local_naive
+
+    technician = next(u for u in users if u.role == "technician")
+    technician.skills = ["diagnostic", "electronics", "maintenance", "installation"]
+    planner = next(u for u in users if u.role == "support")
+    zone = ZoneInfo(technician.timezone or "Europe/Paris")
+    today = datetime.now(zone).date()
+    incidents = list(db.session.scalars(db.select(Incident).order_by(Incident.id)))
+    for n, (title, days, hour, minutes, skills) in enumerate(DEMO_VISITS):
+        incident = incidents[n % len(incidents)]
+        customer = incident.contact
+        address = (
+            ", ".join(part for part in (customer.street, customer.postcode, customer.city) if part)
+            if customer
+            else None
+        )
+        starts_at = None
+        if days is not None:
+            day = today + timedelta(days=days)
+            starts_at = from_local_naive(datetime(day.year, day.month, day.day, hour), zone)
+        visit = interventions.create(
+            planner,
+            title=title,
+            duration_minutes=minutes,
+            address=address or "12 rue de la République, 69002 Lyon",
+            skills=skills,
+            incident=incident,
+            starts_at=starts_at,
+            technicians_=[technician] if starts_at else None,
+        )
+        if days is not None and days < 0:
+            # Yesterday's visit is done, with its report.
+            visit.status, visit.work_done, visit.time_spent_minutes = (
+                "done",
+                "Fault found: a worn relay, replaced.",
+                80,
+            )
+            visit.completed_at = visit.ends_at
+            for booking in visit.bookings:
+                booking.active = False

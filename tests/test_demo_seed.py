@@ -32,3 +32,14 @@ def test_the_demo_has_a_week_of_agenda_around_today(ctx):
     assert any(t.status == "open" and t.due_at < now - timedelta(days=1) for t in tasks)
     assert any(t.status == "open" and t.due_at > now + timedelta(days=1) for t in tasks)
     assert any(t.status == "done" for t in tasks)
+
+
+def test_the_demo_gives_the_technician_a_day_and_the_board_a_tray(ctx):
+    from collections import Counter
+
+    from crm.models import Intervention
+
+    seed_demo(contacts=40, companies=10, deals=30)
+    visits = db.session.scalars(db.select(Intervention)).all()
+    assert Counter(v.status for v in visits) == Counter(planned=4, unscheduled=2, done=1)
+    assert all(v.incident is not None and v.address for v in visits)
