@@ -196,8 +196,6 @@ def _register_template_helpers(app: Flask) -> None:
         can=can, can_edit_event=can_edit_event, event_details_visible=event_details_visible
     )
     app.jinja_env.filters.update(formatting.FILTERS)
-    # `items | select("can_see_intervention")`: the records of a list the viewer may open.
-    app.jinja_env.tests["can_see_intervention"] = lambda visit: can("interventions.view", visit)
     app.jinja_env.add_extension("jinja2.ext.do")
 
     app.jinja_env.globals.update(
@@ -247,7 +245,9 @@ def _security_headers(response):
     response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
     if request.is_secure:
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
     # Pages of a signed-in user hold customer data: no copy in shared or browser caches.
     if request.endpoint != "static" and current_user and current_user.is_authenticated:
         response.headers.setdefault("Cache-Control", "no-store")

@@ -92,6 +92,40 @@ def test_the_queue_runs_a_bounded_number_of_queries(app, as_role, customer):
     assert queries_for("/incidents?view=open") == few
 
 
+def _queries_for(client, url: str) -> int:
+    seen = []
+
+    def record(*_args):
+        seen.append(1)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        assert client.get(url).status_code == 200
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    return len(seen)
+
+
+def test_the_incident_page_runs_the_same_queries_however_long_the_conversation(as_role, customer):
+    from tests.factories import make_intervention
+
+    client, agent = as_role("support")
+    incident = make_incident(customer, assignee=agent)
+    db.session.add(IncidentMessage(incident=incident, kind="note", body="First", author=agent))
+    db.session.commit()
+    few = _queries_for(client, f"/incidents/{incident.id}")
+    for n in range(10):
+        author = make_user(role="support")
+        db.session.add(
+            IncidentMessage(incident=incident, kind="reply", body=f"R{n}", author=author)
+        )
+        make_intervention(incident, title=f"Visit {n}")
+    db.session.commit()
+    many = _queries_for(client, f"/incidents/{incident.id}")
+    print(f"incident page: {few} queries, {many} with 11 messages and 10 interventions")
+    assert many == few and few <= 15, (few, many)
+
+
 # ---- creating --------------------------------------------------------------------
 
 

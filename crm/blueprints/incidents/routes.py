@@ -186,6 +186,7 @@ def _detail_context(incident: Incident, **extra) -> dict:
         "incident": incident,
         "owner": service.account_owner(incident),
         "follow": service.follow_ups(incident),
+        "visits": service.visible_interventions_of(incident, current_user),
         "templates": canned_responses.support_templates(),
         "message_form": MessageForm(formdata=None),
         "agents": service.agents(),
