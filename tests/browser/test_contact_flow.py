@@ -65,7 +65,13 @@ def test_log_in_find_open_call_note_stage_edit(page: Page, clicks: Clicks, sales
         expect(rows).to_have_count(1)
         expect(rows.first).to_contain_text("Amélie Poulain")
         expect(page).to_have_url(re.compile(r"/contacts\?(.*&)?q=poul(&|$)"))
-        clicks.click(rows.first.get_by_role("link", name="Amélie Poulain"))
+        link = rows.first.get_by_role("link", name="Amélie Poulain")
+        # htmx processes swapped-in content just after the swap: a click in between would be
+        # the browser's own navigation. Wait until the link is boosted, as a person's would be.
+        link.evaluate(
+            "a => new Promise(done => { const check = () => a._htmx?.boosted ? done() : requestAnimationFrame(check); check(); })"
+        )
+        clicks.click(link)
     expect(page).to_have_url(re.compile(rf"/contacts/{amelie.id}$"))
     expect(page.locator("#contact-header h1")).to_contain_text("Amélie Poulain")
     expect(page.locator("#contact-header .badge")).to_have_text("Lead")
