@@ -164,7 +164,15 @@ def system_event_text(data: dict | None) -> str:
             name=data.get("owner"),
         )
     if event == "intervention_status" and data.get("status") == "en_route":
-        return _("%(name)s is on the way: %(title)s.", name=data.get("technician"), title=data.get("title"))
+        return _(
+            "%(name)s is on the way: %(title)s.",
+            name=data.get("technician"),
+            title=data.get("title"),
+        )
     if event == "intervention_status" and data.get("status") == "on_site":
-        return _("%(name)s arrived on site: %(title)s.", name=data.get("technician"), title=data.get("title"))
+        return _(
+            "%(name)s arrived on site: %(title)s.",
+            name=data.get("technician"),
+            title=data.get("title"),
+        )
     return _("Record changed.")

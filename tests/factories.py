@@ -27,7 +27,9 @@ def make_user(role: str = "sales", password: str | None = PASSWORD, **fields) ->
     return user
 
 
-def start_session(user: User, user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0") -> str:
+def start_session(
+    user: User, user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"
+) -> str:
     """A signed-in session of `user`: the token Flask-Login keeps in the cookie."""
     from crm.services import sessions
 

@@ -20,8 +20,11 @@ def test_production_refuses_the_development_secret():
 def test_postgres_urls_get_the_psycopg_driver():
     code = "from crm.config import Config; print(Config.SQLALCHEMY_DATABASE_URI)"
     result = subprocess.run(
-        [sys.executable, "-c", code], env={"DATABASE_URL": "postgres://u@h/db", "PATH": ""},
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        env={"DATABASE_URL": "postgres://u@h/db", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert result.stdout.strip() == "postgresql+psycopg://u@h/db"
 

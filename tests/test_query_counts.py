@@ -17,8 +17,13 @@ def _add_contacts(count: int, owners, tag_every: int = 3) -> None:
     company = db.session.scalars(db.select(Company)).first() or Company(name="Co")
     db.session.add(company)
     for i in range(count):
-        contact = Contact(first_name=f"F{i}", last_name=f"L{i}", email=f"c{count}-{i}@example.com",
-                          company=company if i % 2 else None, owner=owners[i % len(owners)])
+        contact = Contact(
+            first_name=f"F{i}",
+            last_name=f"L{i}",
+            email=f"c{count}-{i}@example.com",
+            company=company if i % 2 else None,
+            owner=owners[i % len(owners)],
+        )
         if i % tag_every == 0:
             contact.tags.append(tag)
         db.session.add(contact)
@@ -38,8 +43,16 @@ def test_pages_run_a_bounded_number_of_queries(as_role):
     _add_contacts(10, owners)
     first = db.session.scalars(db.select(Contact).order_by(Contact.id)).first()
     company = db.session.scalars(db.select(Company)).first()
-    urls = ["/contacts", "/contacts?q=f1", "/contacts?sort=-activity&stage=lead", f"/contacts/{first.id}",
-            "/companies", f"/companies/{company.id}", "/search?q=f", "/"]
+    urls = [
+        "/contacts",
+        "/contacts?q=f1",
+        "/contacts?sort=-activity&stage=lead",
+        f"/contacts/{first.id}",
+        "/companies",
+        f"/companies/{company.id}",
+        "/search?q=f",
+        "/",
+    ]
     small = {url: _queries(client, url) for url in urls}
     _add_contacts(1000, owners)
     large = {url: _queries(client, url) for url in urls}

@@ -329,6 +329,11 @@ def test_user_setting_wins_over_the_browser(french_catalogue, french_sales_rep):
 def test_browser_language_order_is_respected(app):
     from crm.i18n import select_locale
 
-    for header, expected in (("en-US,fr;q=0.8", "en"), ("fr-CA,en;q=0.5", "fr"), ("de", "en"), ("", "en")):
+    for header, expected in (
+        ("en-US,fr;q=0.8", "en"),
+        ("fr-CA,en;q=0.5", "fr"),
+        ("de", "en"),
+        ("", "en"),
+    ):
         with app.test_request_context("/login", headers={"Accept-Language": header}):
             assert select_locale() == expected, header

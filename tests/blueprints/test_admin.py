@@ -13,7 +13,13 @@ def test_admin_invites_a_user_and_gets_a_link(as_role, client):
     team = make_team("Support")
     db.session.commit()
     response = admin_client.post(
-        "/admin/users", data={"name": "Zoé Martin", "email": "zoe@example.com", "role": "support", "team": str(team.id)},
+        "/admin/users",
+        data={
+            "name": "Zoé Martin",
+            "email": "zoe@example.com",
+            "role": "support",
+            "team": str(team.id),
+        },
         headers=htmx_headers("div#users-panel"),
     )
     assert response.status_code == 200
@@ -26,7 +32,8 @@ def test_admin_invites_a_user_and_gets_a_link(as_role, client):
 def test_invite_form_errors_keep_the_input(as_role):
     admin_client, admin = as_role("admin")
     response = admin_client.post(
-        "/admin/users", data={"name": "Dup", "email": admin.email, "role": "sales", "team": ""},
+        "/admin/users",
+        data={"name": "Dup", "email": admin.email, "role": "sales", "team": ""},
         headers=htmx_headers("div#users-panel"),
     )
     assert response.status_code == 422
@@ -38,7 +45,9 @@ def test_change_role(as_role):
     admin_client, _admin = as_role("admin")
     rep = make_user(role="sales")
     db.session.commit()
-    response = admin_client.post(f"/admin/users/{rep.id}/role", data={"role": "manager"}, headers=htmx_headers())
+    response = admin_client.post(
+        f"/admin/users/{rep.id}/role", data={"role": "manager"}, headers=htmx_headers()
+    )
     assert response.status_code == 200
     db.session.expire_all()
     assert db.session.get(User, rep.id).role == "manager"
@@ -47,7 +56,9 @@ def test_change_role(as_role):
 
 def test_the_last_admin_cannot_be_demoted_or_deactivated(as_role):
     admin_client, admin = as_role("admin")
-    response = admin_client.post(f"/admin/users/{admin.id}/role", data={"role": "sales"}, headers=htmx_headers())
+    response = admin_client.post(
+        f"/admin/users/{admin.id}/role", data={"role": "sales"}, headers=htmx_headers()
+    )
     assert response.status_code == 422
     assert "at least one active administrator" in response.text
     db.session.expire_all()

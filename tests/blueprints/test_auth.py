@@ -10,7 +10,8 @@ from tests.factories import PASSWORD, make_user, start_session
 
 def _sign_in(client, email, password, address="10.0.0.1", **extra):
     return client.post(
-        "/login", data={"email": email, "password": password, **extra},
+        "/login",
+        data={"email": email, "password": password, **extra},
         environ_base={"REMOTE_ADDR": address},
     )
 
@@ -61,10 +62,14 @@ def test_passwords_are_stored_as_argon2id(ctx):
 def test_next_parameter_only_goes_to_this_site(client):
     make_user(email="rep@example.com")
     db.session.commit()
-    response = client.post("/login?next=//evil.example/x", data={"email": "rep@example.com", "password": PASSWORD})
+    response = client.post(
+        "/login?next=//evil.example/x", data={"email": "rep@example.com", "password": PASSWORD}
+    )
     assert response.headers["Location"] == "/"
     client.post("/logout")
-    response = client.post("/login?next=/contacts?q=a", data={"email": "rep@example.com", "password": PASSWORD})
+    response = client.post(
+        "/login?next=/contacts?q=a", data={"email": "rep@example.com", "password": PASSWORD}
+    )
     assert response.headers["Location"] == "/contacts?q=a"
 
 
@@ -72,7 +77,8 @@ def test_htmx_sign_in_reloads_the_whole_page(client):
     make_user(email="rep@example.com")
     db.session.commit()
     response = client.post(
-        "/login", data={"email": "rep@example.com", "password": PASSWORD},
+        "/login",
+        data={"email": "rep@example.com", "password": PASSWORD},
         headers={"HX-Request": "true", "HX-Boosted": "true", "HX-Request-Type": "full"},
     )
     assert response.status_code == 200
@@ -103,7 +109,9 @@ def test_successful_sign_ins_do_not_count_against_the_account(client):
 
 def test_one_address_trying_many_accounts_is_limited(app, client):
     app.config["LOGIN_LIMIT_PER_ADDRESS"] = "30 per 5 minutes"
-    statuses = [_sign_in(client, f"user{i}@example.com", "guess", "10.9.9.9").status_code for i in range(31)]
+    statuses = [
+        _sign_in(client, f"user{i}@example.com", "guess", "10.9.9.9").status_code for i in range(31)
+    ]
     assert statuses[:30] == [422] * 30
     assert statuses[30] == 429
 
@@ -146,9 +154,10 @@ class TestCsrf:
         client = self._signed_in(csrf_app, user)
         page = client.get("/contacts").text
         token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)
-        assert 'hx-headers:inherited=' in page
+        assert "hx-headers:inherited=" in page
         response = client.post(
-            "/contacts", data={"first_name": "A", "email": "a@example.com"},
+            "/contacts",
+            data={"first_name": "A", "email": "a@example.com"},
             headers={"X-CSRFToken": token, "HX-Request": "true", "HX-Request-Type": "partial"},
         )
         assert response.status_code == 200
@@ -157,7 +166,9 @@ class TestCsrf:
         user = make_user(role="sales")
         db.session.commit()
         client = self._signed_in(csrf_app, user)
-        response = client.post("/contacts", data={}, headers={"HX-Request": "true", "HX-Request-Type": "partial"})
+        response = client.post(
+            "/contacts", data={}, headers={"HX-Request": "true", "HX-Request-Type": "partial"}
+        )
         assert response.status_code == 400
         assert response.headers["HX-Retarget"] == "#toasts"
         assert "toast-error" in response.text
@@ -181,7 +192,10 @@ class TestInvitation:
         short = client.post(f"/invitation/{token}", data={"password": "short", "confirm": "short"})
         assert short.status_code == 422
         assert "At least 10 characters." in short.text
-        done = client.post(f"/invitation/{token}", data={"password": "a long password", "confirm": "a long password"})
+        done = client.post(
+            f"/invitation/{token}",
+            data={"password": "a long password", "confirm": "a long password"},
+        )
         assert done.status_code == 303
         assert client.get("/").status_code == 200
 
@@ -189,7 +203,10 @@ class TestInvitation:
         user = users.invite_user("new@example.com", "New Person", "sales")
         db.session.commit()
         token = users.invitation_token(user)
-        client.post(f"/invitation/{token}", data={"password": "a long password", "confirm": "a long password"})
+        client.post(
+            f"/invitation/{token}",
+            data={"password": "a long password", "confirm": "a long password"},
+        )
         assert client.get(f"/invitation/{token}").status_code == 404
 
     def test_a_forged_token_is_refused(self, client):

@@ -25,10 +25,14 @@ def test_quick_add_refuses_a_duplicate_name(as_role):
     client, _ = as_role("sales")
     make_company("Acme")
     db.session.commit()
-    response = client.post("/companies", data={"name": "ACME"}, headers=htmx_headers("form#company-quick-add"))
+    response = client.post(
+        "/companies", data={"name": "ACME"}, headers=htmx_headers("form#company-quick-add")
+    )
     assert response.status_code == 422
     assert "This company already exists." in response.text
-    created = client.post("/companies", data={"name": "Initech", "website": "https://initech.example"})
+    created = client.post(
+        "/companies", data={"name": "Initech", "website": "https://initech.example"}
+    )
     assert created.status_code == 303
     assert db.session.scalars(db.select(Company).where(Company.name == "Initech")).one().website
 
@@ -50,16 +54,26 @@ def test_edit_company_and_keep_contacts_searchable_by_the_new_name(as_role):
     db.session.commit()
     form = client.get(f"/companies/{acme.id}/edit", headers=htmx_headers("aside#company-details"))
     assert form.status_code == 200 and "<html" not in form.text
-    bad = client.post(f"/companies/{acme.id}", data={"name": "", "stage": "lead"}, headers=htmx_headers("aside#company-details"))
+    bad = client.post(
+        f"/companies/{acme.id}",
+        data={"name": "", "stage": "lead"},
+        headers=htmx_headers("aside#company-details"),
+    )
     assert bad.status_code == 422
     saved = client.post(
-        f"/companies/{acme.id}", data={"name": "Globex", "stage": "customer", "employees": "40", "city": " Lyon "},
+        f"/companies/{acme.id}",
+        data={"name": "Globex", "stage": "customer", "employees": "40", "city": " Lyon "},
         headers=htmx_headers("aside#company-details"),
     )
     assert saved.status_code == 200
     db.session.expire_all()
     company = db.session.get(Company, acme.id)
-    assert (company.name, company.stage, company.employees, company.city) == ("Globex", "customer", 40, "Lyon")
+    assert (company.name, company.stage, company.employees, company.city) == (
+        "Globex",
+        "customer",
+        40,
+        "Lyon",
+    )
     assert "globex" in db.session.scalars(db.select(Contact)).one().search_text
 
 
@@ -70,7 +84,13 @@ def test_adding_a_person_from_the_company_page_keeps_the_company(as_role):
     page = client.get(f"/companies/{acme.id}").text
     assert 'name="keep_company"' in page and 'value="Acme"' in page
     response = client.post(
-        "/contacts", data={"first_name": "New", "email": "new@acme.example", "company": "Acme", "keep_company": "1"},
+        "/contacts",
+        data={
+            "first_name": "New",
+            "email": "new@acme.example",
+            "company": "Acme",
+            "keep_company": "1",
+        },
         headers=htmx_headers("form#quick-add"),
     )
     assert response.status_code == 200

@@ -23,11 +23,15 @@ class TestList:
     def test_search_matches_name_email_phone_and_company_without_accents(self, rep):
         client, _ = rep
         acme = make_company("Boulangerie Éclair")
-        make_contact("Hélène", "Dupont", email="helene@dupont.fr", phone="+33 6 12 34 56 78", company=acme)
+        make_contact(
+            "Hélène", "Dupont", email="helene@dupont.fr", phone="+33 6 12 34 56 78", company=acme
+        )
         make_contact("Marc", "Leroy", email="marc@leroy.fr")
         db.session.commit()
         for query in ("helene", "DUPONT", "dupont.fr", "0612345678", "eclair", "hel dup"):
-            assert _names(client.get("/contacts", query_string={"q": query}).text) == ["Hélène Dupont"], query
+            assert _names(client.get("/contacts", query_string={"q": query}).text) == [
+                "Hélène Dupont"
+            ], query
         assert _names(client.get("/contacts?q=nobody").text) == []
 
     def test_active_search_answers_only_the_rows(self, rep):
@@ -63,14 +67,20 @@ class TestList:
         assert _names(page) == ["Zoé Zeller", "Adam Abel"]
         assert 'href="/contacts?sort=name"' in page  # clicking the header again flips it
 
-    @pytest.mark.parametrize("sort", ["name", "-name", "company", "-stage", "activity", "-activity"])
+    @pytest.mark.parametrize(
+        "sort", ["name", "-name", "company", "-stage", "activity", "-activity"]
+    )
     def test_keyset_pages_cover_every_row_once(self, app, rep, sort):
         client, _ = rep
         app.config["PAGE_SIZE"] = 7
         company = make_company("Zeta")
         for i in range(30):
-            make_contact(f"P{i:02d}", "Same" if i % 3 else f"N{i}", company=company if i % 2 else None,
-                         stage=["lead", "prospect", "customer"][i % 3])
+            make_contact(
+                f"P{i:02d}",
+                "Same" if i % 3 else f"N{i}",
+                company=company if i % 2 else None,
+                stage=["lead", "prospect", "customer"][i % 3],
+            )
         db.session.commit()
         seen, url, pages = [], f"/contacts?sort={sort}", 0
         while url:
@@ -93,7 +103,8 @@ class TestQuickAdd:
     def test_name_and_email_are_enough(self, rep):
         client, me = rep
         response = client.post(
-            "/contacts", data={"first_name": "Léa", "last_name": "Martin", "email": "lea@example.com"},
+            "/contacts",
+            data={"first_name": "Léa", "last_name": "Martin", "email": "lea@example.com"},
             headers=htmx_headers("form#quick-add"),
         )
         assert response.status_code == 200
@@ -106,8 +117,12 @@ class TestQuickAdd:
         client, _ = rep
         acme = make_company("ACME")
         db.session.commit()
-        client.post("/contacts", data={"first_name": "A", "phone": "0612345678", "company": " acme "})
-        client.post("/contacts", data={"first_name": "B", "phone": "0712345678", "company": "Newco"})
+        client.post(
+            "/contacts", data={"first_name": "A", "phone": "0612345678", "company": " acme "}
+        )
+        client.post(
+            "/contacts", data={"first_name": "B", "phone": "0712345678", "company": "Newco"}
+        )
         companies = {c.first_name: c.company.name for c in db.session.scalars(db.select(Contact))}
         assert companies == {"A": acme.name, "B": "Newco"}
 
@@ -134,11 +149,14 @@ class TestQuickAdd:
         make_contact("Jean", "Existing", email="jean@example.com", phone="+33 6 11 22 33 44")
         db.session.commit()
         for data in ({"email": "JEAN@example.com"}, {"phone": "06 11 22 33 44"}):
-            warned = client.post("/contacts", data={"first_name": "Jean", **data}, headers=htmx_headers())
+            warned = client.post(
+                "/contacts", data={"first_name": "Jean", **data}, headers=htmx_headers()
+            )
             assert warned.status_code == 422
             assert "already known" in warned.text and "Jean Existing" in warned.text
         confirmed = client.post(
-            "/contacts", data={"first_name": "Jean", "email": "jean@example.com", "confirm_duplicate": "1"},
+            "/contacts",
+            data={"first_name": "Jean", "email": "jean@example.com", "confirm_duplicate": "1"},
             headers=htmx_headers(),
         )
         assert confirmed.status_code == 200
@@ -146,7 +164,9 @@ class TestQuickAdd:
 
     def test_without_javascript_the_form_still_works(self, rep):
         client, _ = rep
-        response = client.post("/contacts", data={"first_name": "Plain", "email": "plain@example.com"})
+        response = client.post(
+            "/contacts", data={"first_name": "Plain", "email": "plain@example.com"}
+        )
         assert response.status_code == 303
         assert response.headers["Location"].startswith("/contacts/")
         bad = client.post("/contacts", data={"first_name": "Plain"})
@@ -161,7 +181,9 @@ class TestDetail:
 
         from crm.models.types import utcnow
 
-        make_activity(contact, "call", body="First call", author=me, occurred_at=utcnow() - timedelta(days=2))
+        make_activity(
+            contact, "call", body="First call", author=me, occurred_at=utcnow() - timedelta(days=2)
+        )
         make_activity(contact, "note", body="Latest note", author=me, occurred_at=utcnow())
         db.session.commit()
         page = client.get(f"/contacts/{contact.id}").text
@@ -173,20 +195,28 @@ class TestDetail:
         contact = make_contact()
         db.session.commit()
         response = client.post(
-            f"/contacts/{contact.id}/activities", data={"kind": "call", "outcome": "reached", "body": "Wants a quote"},
+            f"/contacts/{contact.id}/activities",
+            data={"kind": "call", "outcome": "reached", "body": "Wants a quote"},
             headers=htmx_headers("form#composer"),
         )
         assert response.status_code == 200
         assert 'hx-target="#timeline"' in response.text and "Wants a quote" in response.text
         activity = db.session.scalars(db.select(Activity).where(Activity.kind == "call")).one()
-        assert (activity.author_id, activity.outcome, activity.contact_id) == (me.id, "reached", contact.id)
+        assert (activity.author_id, activity.outcome, activity.contact_id) == (
+            me.id,
+            "reached",
+            contact.id,
+        )
 
     def test_an_empty_note_is_refused(self, rep):
         client, _ = rep
         contact = make_contact()
         db.session.commit()
-        response = client.post(f"/contacts/{contact.id}/activities", data={"kind": "note", "body": " "},
-                               headers=htmx_headers("form#composer"))
+        response = client.post(
+            f"/contacts/{contact.id}/activities",
+            data={"kind": "note", "body": " "},
+            headers=htmx_headers("form#composer"),
+        )
         assert response.status_code == 422
         assert "Write the note first." in response.text
 
@@ -196,8 +226,11 @@ class TestDetail:
         make_activity(contact, "call", body="Early call", author=me)
         db.session.commit()
         for stage in ("prospect", "customer"):
-            response = client.post(f"/contacts/{contact.id}/stage", data={"stage": stage},
-                                   headers=htmx_headers("div#contact-header"))
+            response = client.post(
+                f"/contacts/{contact.id}/stage",
+                data={"stage": stage},
+                headers=htmx_headers("div#contact-header"),
+            )
             assert response.status_code == 200
         db.session.expire_all()
         assert db.session.get(Contact, contact.id).stage == "customer"
@@ -210,7 +243,9 @@ class TestDetail:
         client, _ = rep
         contact = make_contact()
         db.session.commit()
-        assert client.post(f"/contacts/{contact.id}/stage", data={"stage": "vip"}).status_code == 400
+        assert (
+            client.post(f"/contacts/{contact.id}/stage", data={"stage": "vip"}).status_code == 400
+        )
 
 
 class TestInlineEdit:
@@ -218,11 +253,16 @@ class TestInlineEdit:
         client, _ = rep
         contact = make_contact(phone="0100000000")
         db.session.commit()
-        editor = client.get(f"/contacts/{contact.id}/fields/phone/edit", headers=htmx_headers("div#field-phone"))
+        editor = client.get(
+            f"/contacts/{contact.id}/fields/phone/edit", headers=htmx_headers("div#field-phone")
+        )
         assert editor.status_code == 200 and "<html" not in editor.text
         assert 'value="0100000000"' in editor.text
-        saved = client.post(f"/contacts/{contact.id}/fields/phone", data={"value": "+33 7 00 00 00 01"},
-                            headers=htmx_headers("form#field-phone"))
+        saved = client.post(
+            f"/contacts/{contact.id}/fields/phone",
+            data={"value": "+33 7 00 00 00 01"},
+            headers=htmx_headers("form#field-phone"),
+        )
         assert saved.status_code == 200
         assert "+33 7 00 00 00 01" in saved.text and "<form" not in saved.text
         db.session.expire_all()
@@ -239,8 +279,11 @@ class TestInlineEdit:
         client, _ = rep
         contact = make_contact(email="ok@example.com")
         db.session.commit()
-        response = client.post(f"/contacts/{contact.id}/fields/email", data={"value": "nope"},
-                               headers=htmx_headers("form#field-email"))
+        response = client.post(
+            f"/contacts/{contact.id}/fields/email",
+            data={"value": "nope"},
+            headers=htmx_headers("form#field-email"),
+        )
         assert response.status_code == 422
         assert 'value="nope"' in response.text and "Invalid email address." in response.text
         db.session.expire_all()
@@ -250,9 +293,13 @@ class TestInlineEdit:
         client, _ = rep
         contact = make_contact("Anne", "", email="anne@example.com", phone=None)
         db.session.commit()
-        no_name = client.post(f"/contacts/{contact.id}/fields/first_name", data={"value": ""}, headers=htmx_headers())
+        no_name = client.post(
+            f"/contacts/{contact.id}/fields/first_name", data={"value": ""}, headers=htmx_headers()
+        )
         assert no_name.status_code == 422 and "first or a last name" in no_name.text
-        no_reach = client.post(f"/contacts/{contact.id}/fields/email", data={"value": ""}, headers=htmx_headers())
+        no_reach = client.post(
+            f"/contacts/{contact.id}/fields/email", data={"value": ""}, headers=htmx_headers()
+        )
         assert no_reach.status_code == 422 and "email or a phone number" in no_reach.text
         db.session.expire_all()
         kept = db.session.get(Contact, contact.id)
@@ -275,10 +322,18 @@ class TestInlineEdit:
         contact = make_contact()
         other = make_user()
         db.session.commit()
-        assert client.post(f"/contacts/{contact.id}/fields/owner", data={"value": str(other.id)}).status_code == 403
+        assert (
+            client.post(
+                f"/contacts/{contact.id}/fields/owner", data={"value": str(other.id)}
+            ).status_code
+            == 403
+        )
         manager, _ = as_role("manager")
-        response = manager.post(f"/contacts/{contact.id}/fields/owner", data={"value": str(other.id)},
-                                headers=htmx_headers())
+        response = manager.post(
+            f"/contacts/{contact.id}/fields/owner",
+            data={"value": str(other.id)},
+            headers=htmx_headers(),
+        )
         assert response.status_code == 200
         db.session.expire_all()
         assert db.session.get(Contact, contact.id).owner_id == other.id
@@ -296,7 +351,12 @@ class TestScope:
         contact = make_contact()
         db.session.commit()
         assert client.get(f"/contacts/{contact.id}").status_code == 404
-        assert client.post(f"/contacts/{contact.id}/activities", data={"kind": "note", "body": "x"}).status_code == 404
+        assert (
+            client.post(
+                f"/contacts/{contact.id}/activities", data={"kind": "note", "body": "x"}
+            ).status_code
+            == 404
+        )
 
     def test_a_missing_contact_is_404_under_htmx_as_an_error_toast(self, rep):
         client, _ = rep

@@ -25,9 +25,19 @@ def test_technician_start_page_has_no_address_book(as_role):
 def test_navigation_shows_only_what_the_role_may_open(as_role):
     expectations = {
         "admin": {"/contacts": True, "/deals": True, "/admin/users": True, "/reports": True},
-        "sales": {"/contacts": True, "/deals": True, "/admin/users": False, "/interventions": False},
+        "sales": {
+            "/contacts": True,
+            "/deals": True,
+            "/admin/users": False,
+            "/interventions": False,
+        },
         "support": {"/contacts": True, "/deals": False, "/incidents": True, "/interventions": True},
-        "technician": {"/contacts": False, "/deals": False, "/interventions": True, "/agenda": True},
+        "technician": {
+            "/contacts": False,
+            "/deals": False,
+            "/interventions": True,
+            "/agenda": True,
+        },
     }
     for role, links in expectations.items():
         client, _ = as_role(role)
@@ -61,7 +71,9 @@ def test_times_are_shown_in_the_users_time_zone(as_role):
 
     client, me = as_role("sales", timezone="Asia/Tokyo", locale="en")
     contact = make_contact()
-    make_activity(contact, "note", body="x", author=me, occurred_at=datetime(2020, 1, 15, 23, 30, tzinfo=UTC))
+    make_activity(
+        contact, "note", body="x", author=me, occurred_at=datetime(2020, 1, 15, 23, 30, tzinfo=UTC)
+    )
     db.session.commit()
     page = client.get(f"/contacts/{contact.id}").text
     assert "1/16/20, 8:30" in page  # 23:30 UTC is 08:30 the next day in Tokyo

@@ -9,7 +9,12 @@ from crm.services.text_search import search_terms
 
 @pytest.mark.parametrize(
     ("raw", "folded"),
-    [("Hélène", "helene"), ("  ÉCLAIR  Boulangerie ", "eclair boulangerie"), ("Straße", "strasse"), (None, "")],
+    [
+        ("Hélène", "helene"),
+        ("  ÉCLAIR  Boulangerie ", "eclair boulangerie"),
+        ("Straße", "strasse"),
+        (None, ""),
+    ],
 )
 def test_fold(raw, folded):
     assert fold(raw) == folded
@@ -17,8 +22,13 @@ def test_fold(raw, folded):
 
 @pytest.mark.parametrize(
     ("phone", "key"),
-    [("+33 6 12 34 56 78", "612345678"), ("06.12.34.56.78", "612345678"), ("0033612345678", "612345678"),
-     ("112", "112"), (None, "")],
+    [
+        ("+33 6 12 34 56 78", "612345678"),
+        ("06.12.34.56.78", "612345678"),
+        ("0033612345678", "612345678"),
+        ("112", "112"),
+        (None, ""),
+    ],
 )
 def test_phone_key_matches_national_and_international_forms(phone, key):
     assert phone_key(phone) == key
@@ -30,14 +40,22 @@ def test_email_key():
 
 @pytest.mark.parametrize(
     ("typed", "terms"),
-    [("06 12 34", ["61234"]), ("+33 6 12", ["33612"]), ("hel dup", ["hel", "dup"]), ("Éclair", ["eclair"]),
-     ("12", ["12"])],
+    [
+        ("06 12 34", ["61234"]),
+        ("+33 6 12", ["33612"]),
+        ("hel dup", ["hel", "dup"]),
+        ("Éclair", ["eclair"]),
+        ("12", ["12"]),
+    ],
 )
 def test_search_terms(typed, terms):
     assert search_terms(typed) == terms
 
 
-@pytest.mark.parametrize("value,kind", [("dupont jean", "str"), (3, "int"), (datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "datetime")])
+@pytest.mark.parametrize(
+    "value,kind",
+    [("dupont jean", "str"), (3, "int"), (datetime(2026, 1, 2, 3, 4, tzinfo=UTC), "datetime")],
+)
 def test_cursor_round_trip(value, kind):
     assert decode_cursor(encode_cursor(value, 42), kind) == (value, 42)
 

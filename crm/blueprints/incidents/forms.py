@@ -37,7 +37,9 @@ class IncidentForm(FlaskForm):
     )
     channel = SelectField(_l("Channel"), choices=choices(CHANNEL_LABELS.items()), default="phone")
     description = TextAreaField(_l("Description"), validators=[Optional(), Length(max=20000)])
-    assignee = SelectField(lazy_pgettext("incident", "Assignee"), default="", validators=[Optional()])
+    assignee = SelectField(
+        lazy_pgettext("incident", "Assignee"), default="", validators=[Optional()]
+    )
     team = SelectField(_l("Team"), default="", validators=[Optional()])
     product = SelectField(_l("Product"), default="", validators=[Optional()])
 

@@ -83,7 +83,5 @@ def _coming_soon(area: str, permission: str):
 
 
 # Areas whose issues have not landed yet: a page that says so, in the navigation.
-for _area, _permission in (
-    ("reports", "reports.view"),
-):
+for _area, _permission in (("reports", "reports.view"),):
     bp.add_url_rule(f"/{_area}", _area, _coming_soon(_area, _permission))
