@@ -1,10 +1,20 @@
 """N+1 guard: list and record pages run a bounded number of SQL statements,
 whether the database holds 10 contacts or 1,010."""
 
+from datetime import timedelta
+
 from crm.extensions import db
 from crm.models import Activity, Company, Contact
 from crm.models.types import utcnow
-from tests.factories import make_user
+from tests.factories import (
+    make_activity,
+    make_company,
+    make_contact,
+    make_deal,
+    make_event,
+    make_task,
+    make_user,
+)
 
 LIMIT = 10
 
@@ -58,3 +68,30 @@ def test_pages_run_a_bounded_number_of_queries(as_role):
     large = {url: _queries(client, url) for url in urls}
     assert large == small
     assert max(large.values()) <= LIMIT, large
+
+
+def _fill_my_day(user, count: int) -> None:
+    """Leads with a company, activities on them, overdue tasks linked to a deal, a contact
+    and a company, and events today: everything the start page shows."""
+    now = utcnow()
+    for _ in range(count):
+        company = make_company(owner=user)
+        contact = make_contact(owner=user, company=company, stage="lead")
+        make_activity(contact, author=user, occurred_at=now)
+        deal = make_deal(owner=user, contact=contact, company=company)
+        make_task(assignee=user, due=now - timedelta(hours=1), deal=deal, contact=contact)
+        make_task(assignee=user, due=now, contact=contact)
+        make_task(assignee=user, due=now, company=company)
+        make_event(organizer=user, start=now.replace(minute=0, second=0, microsecond=0))
+    db.session.commit()
+
+
+def test_the_start_page_runs_a_bounded_number_of_queries(as_role):
+    for role in ("sales", "manager"):
+        client, me = as_role(role)
+        _fill_my_day(me, 1)
+        few = _queries(client, "/")
+        _fill_my_day(me, 12)
+        many = _queries(client, "/")
+        # The session, latest activity, leads, tasks, events and their overrides, the bell.
+        assert many == few <= 7, (role, few, many)

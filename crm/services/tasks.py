@@ -11,7 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
 from crm.models import Company, Contact, Deal, Event, EventAttendee, Task, User
@@ -30,11 +30,12 @@ RECORD_PANEL_LIMIT = 20
 
 
 def _loaded(query):
+    # All many-to-one: joined into the tasks' own query (one query, not one per relation).
     return query.options(
-        selectinload(Task.assignee),
-        selectinload(Task.contact),
-        selectinload(Task.company),
-        selectinload(Task.deal),
+        joinedload(Task.assignee),
+        joinedload(Task.contact),
+        joinedload(Task.company),
+        joinedload(Task.deal),
     )
 
 
@@ -275,6 +276,6 @@ def my_day(user: User, zone: ZoneInfo, at: datetime | None = None) -> MyDay:
             overlapping(start, end),
             (Event.organizer_id == user.id) | Event.id.in_(mine),
         )
-        .options(selectinload(Event.overrides), selectinload(Event.organizer))
+        .options(selectinload(Event.overrides), joinedload(Event.organizer))
     ).all()
     return MyDay(groups.overdue, groups.today, expand_all(events, start, end))

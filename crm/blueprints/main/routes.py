@@ -6,7 +6,7 @@ from flask import Blueprint, request
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from crm import htmx as hx
 from crm.blueprints.account.routes import security_context
@@ -30,7 +30,8 @@ def home():
             db.session.scalars(
                 visible_activities(current_user)
                 .where(Activity.author_id == current_user.id)
-                .options(selectinload(Activity.contact))
+                # Many-to-one: joined into the same query rather than a second one.
+                .options(joinedload(Activity.contact))
                 .order_by(Activity.occurred_at.desc())
                 .limit(8)
             )
@@ -39,7 +40,7 @@ def home():
             db.session.scalars(
                 visible_contacts(current_user)
                 .where(Contact.owner_id == current_user.id, Contact.stage == "lead")
-                .options(selectinload(Contact.company))
+                .options(joinedload(Contact.company))
                 .order_by(Contact.last_activity_at)
                 .limit(8)
             )
