@@ -12,6 +12,7 @@ from tests.factories import (
     make_contact,
     make_deal,
     make_event,
+    make_incident,
     make_task,
     make_user,
 )
@@ -95,3 +96,25 @@ def test_the_start_page_runs_a_bounded_number_of_queries(as_role):
         many = _queries(client, "/")
         # The session, latest activity, leads, tasks, events and their overrides, the bell.
         assert many == few <= 7, (role, few, many)
+
+
+def _add_incidents(count: int, agents) -> None:
+    for i in range(count):
+        company = make_company()
+        make_incident(
+            make_contact(company=company), assignee=agents[i % len(agents)] if i % 3 else None
+        )
+    db.session.commit()
+
+
+def test_the_incident_queue_runs_a_bounded_number_of_queries(as_role):
+    client, me = as_role("support")
+    agents = [me, make_user(role="support")]
+    _add_incidents(3, agents)
+    urls = ["/incidents", "/incidents?view=all", "/incidents?view=unassigned"]
+    few = {url: _queries(client, url) for url in urls}
+    _add_incidents(30, agents)
+    many = {url: _queries(client, url) for url in urls}
+    # The session, agents, teams (once: the form and the filter), products, the page of
+    # incidents with their customer and assignee, the tab counts, the bell, the SLA settings.
+    assert many == few and max(many.values()) <= 9, (few, many)

@@ -178,10 +178,11 @@ def _filtered(user: User, filters: IncidentFilters):
 
 
 def _loaded(query):
+    # All many-to-one: joined into the queue's own query rather than one query apiece.
     return query.options(
-        selectinload(Incident.contact),
-        selectinload(Incident.company),
-        selectinload(Incident.assignee),
+        joinedload(Incident.contact),
+        joinedload(Incident.company),
+        joinedload(Incident.assignee),
     )
 
 

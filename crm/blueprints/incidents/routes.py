@@ -40,10 +40,14 @@ def _products() -> list[Product]:
     )
 
 
-def _incident_form(formdata=None, **data) -> IncidentForm:
-    """The incident form: from the request when `formdata` is given, else from `data`."""
+def _incident_form(formdata=None, *, teams: list[Team] | None = None, **data) -> IncidentForm:
+    """The incident form: from the request when `formdata` is given, else from `data`.
+
+    `teams`: when the caller has read them already (the queue shows them too).
+    """
     form = IncidentForm() if formdata is not None else IncidentForm(formdata=None, data=data)
-    form.set_choices(service.agents(), service.teams(), _products(), current_user)
+    teams = service.teams() if teams is None else teams
+    form.set_choices(service.agents(), teams, _products(), current_user)
     return form
 
 
@@ -77,13 +81,13 @@ def _form_context(form: IncidentForm) -> dict:
 # ---- the queue ---------------------------------------------------------------
 
 
-def _queue_context(filters: service.IncidentFilters) -> dict:
+def _queue_context(filters: service.IncidentFilters, teams: list[Team] | None = None) -> dict:
     page = service.list_incidents(current_user, filters, current_app.config["PAGE_SIZE"])
     return {
         "page": page,
         "filters": filters,
         "counts": service.view_counts(current_user),
-        "teams": service.teams(),
+        "teams": service.teams() if teams is None else teams,
         "now": now(),
     }
 
@@ -92,9 +96,13 @@ def _queue_context(filters: service.IncidentFilters) -> dict:
 @requires("incidents.view")
 def index():
     filters = service.IncidentFilters.from_args(request.args, current_user)
-    form = _incident_form(**_prefill())
+    teams = service.teams()  # read once: the form's choices and the queue's filter
+    form = _incident_form(teams=teams, **_prefill())
     return hx.render(
-        "incidents/index.html", LIST_PARTIALS, **_form_context(form), **_queue_context(filters)
+        "incidents/index.html",
+        LIST_PARTIALS,
+        **_form_context(form),
+        **_queue_context(filters, teams),
     )
 
 
