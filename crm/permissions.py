@@ -267,9 +267,14 @@ SCOPES = {
 }
 
 
-def get_or_404_for(user: User, model, record_id: int):
+def get_or_404_for(user: User, model, record_id: int, *options):
+    """The record if `user` may see it, else 404; `options`: eager loads to come with it."""
     query = SCOPES[model](user).where(model.id == record_id)
-    record = db.session.scalars(query).first()
+    if options:
+        # unique(), and every row read: a collection joined in repeats the record's row.
+        record = db.session.scalars(query.options(*options)).unique().one_or_none()
+    else:
+        record = db.session.scalars(query).first()
     if record is None:
         abort(404)
     return record

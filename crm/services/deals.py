@@ -10,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm.extensions import db
@@ -183,6 +184,26 @@ def move_deal(
         actor, "system", contact=deal.contact, company=deal.company, deal=deal, data=data
     )
     return True
+
+
+def card_options() -> tuple:
+    """What a moved card and its columns' heads read, joined into the deal's one query:
+    its stage, owner and customer, the pipeline and all its stages (the card's <select>)."""
+    return (
+        joinedload(Deal.stage),
+        joinedload(Deal.owner),
+        joinedload(Deal.contact),
+        joinedload(Deal.company),
+        joinedload(Deal.pipeline).joinedload(Pipeline.stages),
+    )
+
+
+def reload_for_card(deal_id: int) -> Deal:
+    """The deal again after a commit, which expired it and everything around it: one query
+    instead of one per expired object (the deal, its stages, its owner) as each is read.
+    By id: even reading `deal.id` of the expired deal would cost a query."""
+    query = select(Deal).where(Deal.id == deal_id).options(*card_options())
+    return db.session.scalars(query.execution_options(populate_existing=True)).unique().one()
 
 
 def save(deal: Deal) -> None:

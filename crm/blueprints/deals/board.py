@@ -158,9 +158,11 @@ def _changed_by_message(deal: Deal) -> str:
 @bp.route("/<int:deal_id>/move", methods=["POST"])
 @requires("deals.edit")
 def move(deal_id: int):
-    deal = get_or_404_for(current_user, Deal, deal_id)
-    stage = db.session.get(Stage, request.form.get("stage_id", type=int) or 0)
-    if stage is None or stage.pipeline_id != deal.pipeline_id:
+    deal = get_or_404_for(current_user, Deal, deal_id, *deals.card_options())
+    # The pipeline's stages came with the deal: the target is one of them, or refused.
+    stage_id = request.form.get("stage_id", type=int)
+    stage = next((s for s in deal.pipeline.stages if s.id == stage_id), None)
+    if stage is None:
         abort(400)
     version = request.form.get("version", type=int)
     reason = request.form.get("lost_reason", "")
@@ -170,6 +172,8 @@ def move(deal_id: int):
         moved = deals.move_deal(current_user, deal, stage, version, lost_reason=reason)
         if moved:
             deals.save(deal)
+            # The commit expired them all: read back at once (previous and stage among them).
+            deal = deals.reload_for_card(deal_id)
     except deals.StaleDeal as stale:
         db.session.rollback()
         message = _changed_by_message(stale.deal)
