@@ -4,7 +4,7 @@ whether the database holds 10 contacts or 1,010."""
 from datetime import timedelta
 
 from crm.extensions import db
-from crm.models import Activity, Company, Contact
+from crm.models import Activity, Company, Contact, IncidentMessage
 from crm.models.types import utcnow
 from tests.conftest import htmx_headers
 from tests.factories import (
@@ -14,6 +14,7 @@ from tests.factories import (
     make_deal,
     make_event,
     make_incident,
+    make_intervention,
     make_pipeline,
     make_task,
     make_team,
@@ -153,3 +154,35 @@ def test_moving_a_deal_runs_a_bounded_number_of_queries(as_role):
         # The session, the deal with its card's rows, four writes, the card read back
         # after the commit, the two columns' heads; a manager's own row read back too.
         assert many == few <= (8 if role == "sales" else 9), (role, few, many)
+
+
+def test_replying_to_an_incident_runs_a_bounded_number_of_queries(as_role):
+    client, agent = as_role("support")
+    contact = make_contact(company=make_company())
+    incident = make_incident(contact, assignee=agent)
+    db.session.commit()
+
+    def reply() -> int:
+        response = client.post(
+            f"/incidents/{incident.id}/messages",
+            data={"kind": "reply", "body": "We are on it."},
+            headers=htmx_headers("form#composer"),
+        )
+        assert response.status_code == 200 and 'hx-target="#conversation"' in response.text
+        return int(response.headers["X-SQL-Queries"])
+
+    first = reply()
+    few = reply()
+    for n in range(10):
+        make_task(assignee=agent, incident_id=incident.id, title=f"Follow-up {n}")
+        make_intervention(incident, title=f"Visit {n}")
+    for n in range(20):
+        db.session.add(IncidentMessage(incident=incident, kind="reply", body=f"R{n}", author=agent))
+    db.session.commit()
+    many = reply()
+    # Before the commit: the session, the incident with its customer, its messages (is this
+    # the first reply?), four writes (message, audit, contact, timeline). After: the user,
+    # the incident and its conversation read back, the canned responses, the agents, the
+    # support calendar and the SLA targets. The first reply also updates the incident
+    # (its first response, its status) and reads the SLA settings to do so: two more.
+    assert few == many <= 13 and first <= 15, (first, few, many)

@@ -13,6 +13,7 @@ from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import DateTime, case, func, literal, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
@@ -233,9 +234,11 @@ def customer_incidents(user: User, *, contact=None, company=None, limit: int = 2
 
 def load_for_page(incident: Incident) -> Incident:
     """The incident with what its page shows, in a fixed number of queries."""
+    # The id from the identity key: after a commit `incident.id` would reload the row first.
+    (incident_id,) = sa_inspect(incident).identity
     return db.session.scalars(
         select(Incident)
-        .where(Incident.id == incident.id)
+        .where(Incident.id == incident_id)
         .options(
             # One row each: joined into the incident's own query rather than one query apiece.
             joinedload(Incident.contact).joinedload(Contact.owner),

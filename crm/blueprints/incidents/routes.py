@@ -5,6 +5,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
@@ -189,12 +190,23 @@ def customers():
 
 
 def _detail_context(incident: Incident, **extra) -> dict:
+    context = _header_context(incident)
+    incident = context["incident"]
+    context.update(
+        owner=service.account_owner(incident),
+        follow=service.follow_ups(incident),
+        visits=service.visible_interventions_of(incident, current_user),
+    )
+    context.update(extra)
+    return context
+
+
+def _header_context(incident: Incident, **extra) -> dict:
+    """What the header, the conversation and the composer show: the blocks a reply or a
+    field change sends back (the follow-ups and visits beside them are not, so not read)."""
     incident = service.load_for_page(incident)
     context = {
         "incident": incident,
-        "owner": service.account_owner(incident),
-        "follow": service.follow_ups(incident),
-        "visits": service.visible_interventions_of(incident, current_user),
         "templates": canned_responses.support_templates(),
         "message_form": MessageForm(formdata=None),
         "agents": service.agents(),
@@ -236,7 +248,7 @@ def update_field(incident_id: int, name: str):
         hx.toast(message)
     if not hx.is_htmx():
         return hx.location(url_for("incidents.detail", incident_id=incident.id))
-    return hx.render_fragment("incidents/detail.html", "header", **_detail_context(incident))
+    return hx.render_fragment("incidents/detail.html", "header", **_header_context(incident))
 
 
 def _apply(incident: Incident, name: str, value: str) -> str | None:
@@ -264,7 +276,14 @@ def _apply(incident: Incident, name: str, value: str) -> str | None:
 @requires("incidents.edit")
 def add_message(incident_id: int):
     """ "Reply to customer" or "Internal note": the button pressed says which."""
-    incident = get_or_404_for(current_user, Incident, incident_id)
+    # The customer comes with the incident: its timeline gets the message too.
+    incident = get_or_404_for(
+        current_user,
+        Incident,
+        incident_id,
+        joinedload(Incident.contact),
+        joinedload(Incident.company),
+    )
     kind = request.form.get("kind")
     if kind not in ("reply", "note"):
         abort(400)
@@ -296,7 +315,7 @@ def add_message(incident_id: int):
         "composer",
         "conversation_refresh",
         "header_refresh",
-        **_detail_context(incident),
+        **_header_context(incident),
     )
 
 
