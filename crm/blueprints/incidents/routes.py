@@ -303,19 +303,18 @@ def add_message(incident_id: int):
         )
     service.add_message(current_user, incident, kind, form.body.data)
     db.session.commit()
+    # Read back before anything touches the user the commit expired (the toast's language
+    # does): the agents' query then refreshes an agent's row too, not a query of its own.
+    context = _header_context(incident) if hx.is_htmx() else None
     hx.toast(
         _("Reply saved: it goes out by email once email is set up.")
         if kind == "reply"
         else _("Note added.")
     )
-    if not hx.is_htmx():
-        return hx.location(url_for("incidents.detail", incident_id=incident.id))
+    if context is None:
+        return hx.location(url_for("incidents.detail", incident_id=incident_id))
     return hx.render_fragment(
-        "incidents/detail.html",
-        "composer",
-        "conversation_refresh",
-        "header_refresh",
-        **_header_context(incident),
+        "incidents/detail.html", "composer", "conversation_refresh", "header_refresh", **context
     )
 
 
