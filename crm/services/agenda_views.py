@@ -10,11 +10,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
-from crm.models import Event, EventAttendee, Intervention, Task, Team, TechnicianBooking, User
+from crm.models import Event, Intervention, Task, Team, TechnicianBooking, User
 from crm.models.agenda import AGENDA_KINDS, EVENT_KINDS
 from crm.permissions import (
     ADMIN,
@@ -23,7 +23,13 @@ from crm.permissions import (
     visible_interventions,
     visible_tasks,
 )
-from crm.services.recurrence import Occurrence, expand_all, local_midnight, overlapping
+from crm.services.recurrence import (
+    Occurrence,
+    expand_all,
+    involving,
+    local_midnight,
+    overlapping,
+)
 
 VIEWS = ("week", "day", "month", "team")
 SLOT_MINUTES = 15
@@ -206,14 +212,13 @@ def load_items(
     items: list[AgendaItem] = []
     event_kinds = [kind for kind in kinds if kind in EVENT_KINDS]
     if event_kinds and people:
-        attending = select(EventAttendee.event_id).where(EventAttendee.user_id.in_(people))
         query = (
             visible_events(viewer)
             .where(
                 overlapping(start, end),
                 Event.status != "cancelled",
                 Event.kind.in_(event_kinds),
-                or_(Event.organizer_id.in_(people), Event.id.in_(attending)),
+                involving(people),
             )
             .options(
                 selectinload(Event.attendees),

@@ -33,7 +33,7 @@ from flask_babel import gettext as _
 from icalendar import Calendar, Timezone, vCalAddress, vDuration, vRecur
 from icalendar import Event as VEvent
 from icalendar import Todo as VTodo
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
@@ -49,7 +49,7 @@ from crm.models import (
     User,
 )
 from crm.models.types import utcnow
-from crm.services.recurrence import overlapping, parse_iso_utc, to_local_naive
+from crm.services.recurrence import involving, overlapping, parse_iso_utc, to_local_naive
 
 PRODID = "-//Open CRM//Agenda//EN"
 # What the feed covers: enough history for "what did we agree last month", a year ahead.
@@ -204,14 +204,8 @@ _EVENT_LOADING = (
 
 
 def _root_events_filter(people: list[int], start: datetime, end: datetime):
-    # One list of ids from two indexes (organizer, attendee): an OR of the two would
-    # make the database read every event.
-    theirs = union(
-        select(Event.id).where(Event.organizer_id.in_(people)),
-        select(EventAttendee.event_id).where(EventAttendee.user_id.in_(people)),
-    )
     return and_(
-        Event.id.in_(theirs),
+        involving(people),
         Event.parent_id.is_(None),
         Event.status != "cancelled",
         overlapping(start, end),

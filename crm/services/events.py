@@ -24,6 +24,7 @@ from crm.services.recurrence import (
     Occurrence,
     expand_all,
     from_local_naive,
+    involving,
     iso_utc,
     occurrence_at,
     overlapping,
@@ -355,14 +356,13 @@ def find_conflicts(
         return []
     start = min(w[0] for w in windows)
     end = max(w[1] for w in windows)
-    attending = select(EventAttendee.event_id).where(EventAttendee.user_id.in_(user_ids))
     query = (
         select(Event)
         .where(
             overlapping(start, end),
             Event.status != "cancelled",
             Event.all_day.is_(False),
-            or_(Event.organizer_id.in_(user_ids), Event.id.in_(attending)),
+            involving(user_ids),
         )
         .options(selectinload(Event.attendees), selectinload(Event.overrides))
     )

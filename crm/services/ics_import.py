@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from flask_babel import gettext as _
 from icalendar import Calendar
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import selectinload
 
 from crm.extensions import db
@@ -36,6 +36,7 @@ from crm.services.recurrence import (
     expand,
     expand_all,
     from_local_naive,
+    involving,
     iso_utc,
     local_midnight,
     normalize_rule,
@@ -463,14 +464,13 @@ def _match_people(events: list[InvitedEvent]) -> None:
 
 def _existing_root(uid: str, user: User) -> Event | None:
     """The event with this UID on the user's agenda: organized by them, or attended."""
-    attends = exists().where(EventAttendee.event_id == Event.id, EventAttendee.user_id == user.id)
     candidates = list(
         db.session.scalars(
             select(Event)
             .where(
                 Event.ical_uid == uid,
                 Event.parent_id.is_(None),
-                or_(Event.organizer_id == user.id, attends),
+                involving([user.id]),
             )
             .options(
                 selectinload(Event.attendees),
@@ -543,14 +543,13 @@ def _conflicts(item: InvitedEvent, user: User, root: Event | None) -> list[Occur
         return []
     people = {user.id} | {p.user.id for p in item.attendees if p.user is not None}
     start, end = ours[0].start, ours[-1].end
-    attends = exists().where(EventAttendee.event_id == Event.id, EventAttendee.user_id.in_(people))
     query = (
         select(Event)
         .where(
             overlapping(start, end),
             Event.status != "cancelled",
             Event.all_day.is_(False),
-            or_(Event.organizer_id.in_(people), attends),
+            involving(people),
         )
         .options(selectinload(Event.overrides), selectinload(Event.organizer))
     )

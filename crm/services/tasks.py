@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
-from crm.models import Company, Contact, Deal, Event, EventAttendee, Task, User
+from crm.models import Company, Contact, Deal, Event, Task, User
 from crm.permissions import ADMIN, MANAGER, visible_events, visible_tasks
-from crm.services.recurrence import expand_all, from_local_naive, overlapping
+from crm.services.recurrence import expand_all, from_local_naive, involving, overlapping
 from crm.services.reminders import now, schedule_task, user_zone
 
 GROUPS = ("overdue", "today", "upcoming", "no_date")
@@ -269,12 +269,11 @@ def my_day(user: User, zone: ZoneInfo, at: datetime | None = None) -> MyDay:
     today = at.astimezone(zone).date()
     start = from_local_naive(datetime.combine(today, time()), zone)
     end = from_local_naive(datetime.combine(today + timedelta(days=1), time()), zone)
-    mine = select(EventAttendee.event_id).where(EventAttendee.user_id == user.id)
     events = db.session.scalars(
         visible_events(user)
         .where(
             overlapping(start, end),
-            (Event.organizer_id == user.id) | Event.id.in_(mine),
+            involving([user.id]),
         )
         .options(selectinload(Event.overrides), joinedload(Event.organizer))
     ).all()
