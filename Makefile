@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 VENDOR := crm/static/vendor
 export FLASK_APP := app
 
-.PHONY: install run test lint format bench bench-smoke translations messages clean
+.PHONY: install run test lint format db-check bench bench-smoke translations messages clean
 
 install: $(STAMP) $(VENDOR)/.copied translations
 
@@ -50,6 +50,13 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Models and migrations agree: `flask db check` on a throwaway database migrated to the
+# head (a local instance/ database may lag behind until `make run` upgrades it).
+db-check: $(STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	export DATABASE_URL="sqlite:///$$tmp/check.db" CRM_INSTANCE_PATH="$$tmp" && \
+	$(VENV)/bin/flask db upgrade 2>/dev/null && $(VENV)/bin/flask db check 2>/dev/null
 
 # The benchmark of issue 11 on this machine's PostgreSQL and Redis (127.0.0.1): seeds
 # crm_bench at 100,000 contacts once (BENCH_ARGS=--fresh seeds it again), serves it with
