@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from crm.extensions import db
 from crm.models.agenda import Notification, Reminder
+from crm.services.recurrence import occurrence_key
 from crm.services.reminders import dialect_insert, now, user_zone
 
 RECENT_LIMIT = 8
@@ -78,8 +79,9 @@ def _event_text(reminder: Reminder, zone, today, locale: str) -> ReminderText:
     people = list(dict.fromkeys(p.name for p in others if p is not None and p != reminder.user))
     if people:
         details.append(_("With: %(people)s", people=", ".join(people)))
-    local_day = reminder.occurrence_start.astimezone(zone).date().isoformat()
-    url = url_for("agenda.index", date=local_day)
+    # The occurrence reminded of; a single event is its own only occurrence.
+    key = occurrence_key(event.id, reminder.occurrence_start if event.rrule else None)
+    url = url_for("agenda.show_event", key=key)
     return ReminderText(title, "\n".join(details), url, locale)
 
 
@@ -102,7 +104,7 @@ def _task_text(reminder: Reminder, zone, today, locale: str) -> ReminderText:
     body = ""
     if linked is not None:
         body = _("About: %(record)s", record=getattr(linked, "name", None) or linked.title)
-    return ReminderText(title, body, url_for("tasks.index"), locale)
+    return ReminderText(title, body, url_for("tasks.show", task_id=task.id), locale)
 
 
 def reminder_email(reminder: Reminder, text: ReminderText) -> tuple[str, str]:

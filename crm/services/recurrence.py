@@ -33,10 +33,14 @@ class Occurrence:
 
     @property
     def key(self) -> str:
-        """Identifies the occurrence in URLs: "12" or "12@2026-12-01T08:00:00Z"."""
-        if self.recurrence_id is None:
-            return str(self.event.id)
-        return f"{self.event.id}@{iso_utc(self.recurrence_id)}"
+        return occurrence_key(self.event.id, self.recurrence_id)
+
+
+def occurrence_key(event_id: int, recurrence_id: datetime | None) -> str:
+    """Identifies an occurrence in URLs: "12", or "12@2026-12-01T08:00:00Z" in a series."""
+    if recurrence_id is None:
+        return str(event_id)
+    return f"{event_id}@{iso_utc(recurrence_id)}"
 
 
 def iso_utc(moment: datetime) -> str:

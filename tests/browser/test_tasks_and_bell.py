@@ -81,7 +81,9 @@ def test_reminder_arrives_in_the_bell_without_reload(
         expect(menu).to_contain_text("Meeting with Acme at ")
         page.screenshot(path=tmp_path / "bell.png")
         clicks.click(menu.get_by_role("button", name=re.compile("Meeting with Acme")))
-        expect(page).to_have_url(re.compile(r"/agenda\?date=\d{4}-\d{2}-\d{2}$"))
+        # The reminder opens the meeting itself.
+        expect(page).to_have_url(re.compile(r"/agenda/events/\d+$"))
+        expect(page.locator("main")).to_contain_text("Meeting with Acme")
     expect(page.locator("#bell-count")).to_have_text("")
 
 

@@ -278,3 +278,20 @@ def test_reminder_text_in_the_recipients_language_and_zone_across_the_october_ch
     # London is an hour behind Paris on both sides of the change: 1:30 PM.
     assert all("1:30" in text and "PM" in text for text in london_texts)
     assert "Monday, October 26, 2026" in london_texts[1]
+
+
+def test_a_reminder_links_to_the_occurrence_or_the_task_it_is_about(ctx, data_app):
+    person = make_user(email_reminders=False)
+    series = make_event(person, utc(2030, 1, 7, 9), rrule=build_rule("WEEKLY"))
+    single = make_event(person, utc(2030, 1, 8, 9))
+    task = make_task(person, utc(2030, 1, 9, 9))
+    for event in (series, single):
+        reminders.schedule_event(event, utc(2030, 1, 7, 6))
+    reminders.schedule_task(task, utc(2030, 1, 7, 6))
+    with data_app.test_request_context("/"):
+        urls = {notifications.reminder_text(r).url for r in rows(user_id=person.id)}
+    assert urls == {
+        f"/agenda/events/{series.id}@2030-01-07T09:00:00Z",
+        f"/agenda/events/{single.id}",
+        f"/tasks/{task.id}",
+    }

@@ -11,7 +11,7 @@ from crm.extensions import db
 from crm.models import CalendarFeed, Intervention, Task, Team
 from crm.permissions import public, requires
 from crm.services import calendar_feed
-from crm.services.recurrence import iso_utc
+from crm.services.recurrence import occurrence_key
 
 bp = Blueprint("feeds", __name__)
 
@@ -54,13 +54,13 @@ def feed(token: str):
 def _absolute_link(record) -> str:
     """The address of an event or task in the CRM, for the calendar entry's description."""
     if isinstance(record, Task):
-        return _first_url(("tasks.index", {}))
+        return _first_url(("tasks.show", {"task_id": record.id}))
     if isinstance(record, Intervention):
         return _first_url(("interventions.show", {"intervention_id": record.id}))
     if record.parent_id is not None and record.recurrence_id is not None:
-        key = f"{record.parent_id}@{iso_utc(record.recurrence_id)}"
+        key = occurrence_key(record.parent_id, record.recurrence_id)
     else:
-        key = str(record.id)
+        key = occurrence_key(record.id, None)
     return _first_url(
         ("agenda.show_event", {"key": key}),
         ("agenda.index", {"date": record.starts_at.date().isoformat()}),
