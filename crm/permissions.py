@@ -269,12 +269,9 @@ SCOPES = {
 
 def get_or_404_for(user: User, model, record_id: int, *options):
     """The record if `user` may see it, else 404; `options`: eager loads to come with it."""
-    query = SCOPES[model](user).where(model.id == record_id)
-    if options:
-        # unique(), and every row read: a collection joined in repeats the record's row.
-        record = db.session.scalars(query.options(*options)).unique().one_or_none()
-    else:
-        record = db.session.scalars(query).first()
+    query = SCOPES[model](user).where(model.id == record_id).options(*options)
+    # unique(): a collection joined in repeats the record's row.
+    record = db.session.scalars(query).unique().one_or_none()
     if record is None:
         abort(404)
     return record
