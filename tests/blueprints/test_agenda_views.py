@@ -160,3 +160,18 @@ def test_week_and_team_views_run_a_bounded_number_of_queries(as_role):
     large = {url: _queries(client, url) for url in urls}
     assert large == small
     assert max(large.values()) <= 14, large
+
+
+def test_the_arrows_step_a_week_on_the_agenda_and_the_dispatch_board(as_role):
+    import re
+
+    client, _ = as_role("support")
+    for path, previous, following in (
+        ("/agenda?date=2026-12-02", "2026-11-25", "2026-12-09"),
+        ("/interventions?date=2030-03-04", "2030-02-25", "2030-03-11"),
+    ):
+        page = client.get(path).text
+        arrows = dict(
+            re.findall(r'href="[^"]*date=([\d-]+)[^"]*"[^>]*rel="(prev|next)"', page, re.S)
+        )
+        assert arrows == {previous: "prev", following: "next"}, (path, arrows)
