@@ -141,6 +141,19 @@ def sign_in(page: Page, clicks: Clicks, email: str, password: str = factories.PA
     expect(page.locator("header.topbar")).to_be_visible()
 
 
+def wait_until_ready(link: Locator) -> None:
+    """Wait until htmx is idle and `link` is boosted, as it is by the time a person clicks it.
+
+    htmx pushes the URL before it swaps, and processes swapped-in content after, so a click
+    right after a search (typed letters may answer twice) can land on a link htmx has not yet
+    taken over and make a full page load.
+    """
+    link.page.wait_for_function("() => !document.querySelector('.htmx-request')")
+    link.evaluate(
+        "a => new Promise(done => { const check = () => a._htmx?.boosted ? done() : requestAnimationFrame(check); check(); })"
+    )
+
+
 def pytest_terminal_summary(terminalreporter):
     if not MEASURED:
         return

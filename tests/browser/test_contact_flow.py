@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests import factories
-from tests.browser.conftest import Clicks, sign_in
+from tests.browser.conftest import Clicks, sign_in, wait_until_ready
 
 pytestmark = pytest.mark.browser
 
@@ -66,11 +66,7 @@ def test_log_in_find_open_call_note_stage_edit(page: Page, clicks: Clicks, sales
         expect(rows.first).to_contain_text("Amélie Poulain")
         expect(page).to_have_url(re.compile(r"/contacts\?(.*&)?q=poul(&|$)"))
         link = rows.first.get_by_role("link", name="Amélie Poulain")
-        # htmx processes swapped-in content just after the swap: a click in between would be
-        # the browser's own navigation. Wait until the link is boosted, as a person's would be.
-        link.evaluate(
-            "a => new Promise(done => { const check = () => a._htmx?.boosted ? done() : requestAnimationFrame(check); check(); })"
-        )
+        wait_until_ready(link)
         clicks.click(link)
     expect(page).to_have_url(re.compile(rf"/contacts/{amelie.id}$"))
     expect(page.locator("#contact-header h1")).to_contain_text("Amélie Poulain")
