@@ -126,6 +126,13 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.products.routes import bp as products_bp
     from crm.blueprints.search.routes import bp as search_bp
     from crm.blueprints.tasks.routes import bp as tasks_bp
+    from crm.blueprints.email.routes import bp as email_bp
+    from crm.blueprints.mailboxes.routes import bp as mailboxes_bp
+    from crm.blueprints.leads.routes import bp as leads_bp
+    from crm.blueprints.custom_fields.routes import bp as custom_fields_bp
+    from crm.blueprints.imports.routes import bp as imports_bp
+    from crm.blueprints.exports.routes import bp as exports_bp
+    from crm.blueprints.merge.routes import bp as merge_bp
 
     blueprints = (
         main_bp,
@@ -143,6 +150,13 @@ def _register_blueprints(app: Flask) -> None:
         interventions_bp,
         account_bp,
         admin_bp,
+        email_bp,
+        mailboxes_bp,
+        leads_bp,
+        custom_fields_bp,
+        imports_bp,
+        exports_bp,
+        merge_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
@@ -200,6 +214,7 @@ def _register_template_helpers(app: Flask) -> None:
 
     app.jinja_env.globals.update(
         navigation=labels.navigation,
+        admin_areas=labels.admin_areas,
         area_labels=labels.AREA_LABELS,
         stage_labels=labels.STAGE_LABELS,
         activity_labels=labels.ACTIVITY_LABELS,

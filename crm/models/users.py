@@ -48,6 +48,10 @@ class User(UserMixin, db.Model):
     away_until: Mapped[date | None] = mapped_column(Date)
     max_open_incidents: Mapped[int | None]
     last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Lead routing takes turns on its own clock, apart from incidents.
+    last_lead_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Open tracking of the mail this user sends: on by default, a user may refuse it.
+    track_email_opens: Mapped[bool] = mapped_column(default=True)
     # Reminders always reach the bell; by email too unless the user turns it off.
     email_reminders: Mapped[bool] = mapped_column(default=True)
     # Replaced whenever the credentials change: voids the invitation links issued before.

@@ -169,7 +169,7 @@ def new_invitation(user_id: int):
 
 
 @bp.route("/system")
-@requires("users.manage")
+@requires("system.view")
 def system():
     connection = redis_connection()
     workers = Worker.all(connection=connection)

@@ -1,0 +1,1 @@
+"""Custom fields: admins add, order and require fields on contacts, companies, deals and incidents."""

@@ -1,0 +1,1 @@
+"""Merging two duplicate contacts or companies into one, from a side-by-side screen."""
