@@ -117,22 +117,22 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.auth.routes import bp as auth_bp
     from crm.blueprints.companies.routes import bp as companies_bp
     from crm.blueprints.contacts.routes import bp as contacts_bp
+    from crm.blueprints.custom_fields.routes import bp as custom_fields_bp
     from crm.blueprints.deals import bp as deals_bp
+    from crm.blueprints.email.routes import bp as email_bp
+    from crm.blueprints.exports.routes import bp as exports_bp
     from crm.blueprints.feeds.routes import bp as feeds_bp
+    from crm.blueprints.imports.routes import bp as imports_bp
     from crm.blueprints.incidents.routes import bp as incidents_bp
     from crm.blueprints.interventions.routes import bp as interventions_bp
+    from crm.blueprints.leads.routes import bp as leads_bp
+    from crm.blueprints.mailboxes.routes import bp as mailboxes_bp
     from crm.blueprints.main.routes import bp as main_bp
+    from crm.blueprints.merge.routes import bp as merge_bp
     from crm.blueprints.notifications.routes import bp as notifications_bp
     from crm.blueprints.products.routes import bp as products_bp
     from crm.blueprints.search.routes import bp as search_bp
     from crm.blueprints.tasks.routes import bp as tasks_bp
-    from crm.blueprints.email.routes import bp as email_bp
-    from crm.blueprints.mailboxes.routes import bp as mailboxes_bp
-    from crm.blueprints.leads.routes import bp as leads_bp
-    from crm.blueprints.custom_fields.routes import bp as custom_fields_bp
-    from crm.blueprints.imports.routes import bp as imports_bp
-    from crm.blueprints.exports.routes import bp as exports_bp
-    from crm.blueprints.merge.routes import bp as merge_bp
 
     blueprints = (
         main_bp,
