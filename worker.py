@@ -13,7 +13,7 @@ default worker forks a work horse per job; the horse first drops the database
 connections it inherited from the parent, as SQLAlchemy requires after fork().
 
 `python worker.py cron` runs RQ's cron scheduler instead: it enqueues the
-periodic jobs (the reminder sweeper, every REMINDER_SWEEP_SECONDS) for the
+periodic jobs of crm/jobs/schedule.py (the reminder sweeper, every REMINDER_SWEEP_SECONDS, ...) for the
 workers to run. One is enough; a second one only makes the sweeper run twice as
 often, which it bears (it is idempotent).
 """
@@ -66,18 +66,19 @@ def worker_connection(app: Flask) -> redis.Redis:
 
 
 def cron_scheduler(app: Flask, connection: redis.Redis) -> CronScheduler:
-    """The periodic jobs, enqueued on `connection` by RQ's CronScheduler."""
-    from crm.jobs.reminders import sweep_reminders
+    """The periodic jobs of crm/jobs/schedule.py, enqueued on `connection` by RQ's CronScheduler."""
+    from crm.jobs.schedule import periodic_jobs
 
-    period = app.config["REMINDER_SWEEP_SECONDS"]
     cron = CronScheduler(connection=connection)
-    # A sweep nobody ran within two periods is replaced by the next one, not piled up.
-    cron.register(sweep_reminders, "default", interval=period, ttl=2 * period, job_timeout=period)
-    # Service levels: warnings before due times, breaches flagged and announced.
-    from crm.jobs.sla import watch_sla
-
-    every = app.config.get("SLA_WATCH_SECONDS", 60)
-    cron.register(watch_sla, "default", interval=every, ttl=2 * every, job_timeout=every)
+    for job in periodic_jobs(app.config):
+        # A run nobody started within two periods is replaced by the next one, not piled up.
+        cron.register(
+            job.function,
+            job.queue,
+            interval=job.every,
+            ttl=2 * job.every,
+            job_timeout=job.timeout or job.every,
+        )
     return cron
 
 

@@ -55,6 +55,8 @@ class Config:
     REMEMBER_COOKIE_DURATION = timedelta(hours=SESSION_ABSOLUTE_HOURS)
     # Encrypts the two-factor secrets (a Fernet key); derived from SECRET_KEY when unset.
     TOTP_ENCRYPTION_KEY = os.environ.get("TOTP_ENCRYPTION_KEY") or None
+    # Encrypts the mailbox passwords (a Fernet key); derived from SECRET_KEY when unset.
+    MAIL_ENCRYPTION_KEY = os.environ.get("MAIL_ENCRYPTION_KEY") or None
     # How many reverse proxies in front of the app set X-Forwarded-* (0: none, trust none).
     TRUSTED_PROXIES = int(os.environ.get("TRUSTED_PROXIES", 0))
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session

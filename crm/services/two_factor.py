@@ -7,7 +7,6 @@ step of the last accepted code is kept. Recovery codes are random (about 50 bits
 as SHA-256, and each works once.
 """
 
-import base64
 import hashlib
 import hmac
 import io
@@ -16,13 +15,13 @@ from datetime import datetime
 
 import pyotp
 import segno
-from cryptography.fernet import Fernet, InvalidToken
 from flask import current_app
 from sqlalchemy import delete, select
 
 from crm.extensions import db
 from crm.models import RecoveryCode, SecuritySetting, User
 from crm.models.types import utcnow
+from crm.services import secrets_box
 
 RECOVERY_CODE_COUNT = 10
 _RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
@@ -33,23 +32,12 @@ class TwoFactorError(ValueError):
     """The message is a code: "already_enabled", "not_enrolling", "wrong_code"."""
 
 
-def _fernet() -> Fernet:
-    key = current_app.config.get("TOTP_ENCRYPTION_KEY")
-    if not key:
-        digest = hashlib.sha256(b"crm-totp:" + current_app.config["SECRET_KEY"].encode()).digest()
-        key = base64.urlsafe_b64encode(digest)
-    return Fernet(key)
-
-
 def _encrypt(secret: str) -> str:
-    return _fernet().encrypt(secret.encode()).decode()
+    return secrets_box.encrypt("totp", secret)
 
 
 def _decrypt(token: str) -> str | None:
-    try:
-        return _fernet().decrypt(token.encode()).decode()
-    except (InvalidToken, ValueError):
-        return None
+    return secrets_box.decrypt("totp", token)
 
 
 def secret_of(user: User) -> str | None:
