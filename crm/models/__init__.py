@@ -10,6 +10,7 @@ from crm.models.agenda import (
     Task,
 )
 from crm.models.audit import AuditLog
+from crm.models.campaigns import Campaign, CampaignRecipient, Segment
 from crm.models.contacts import Company, Contact, Tag, contact_tag
 from crm.models.deals import Deal, DealLine, DealStageHistory, Pipeline, Product, Quota, Stage
 from crm.models.leads import (
@@ -36,6 +37,9 @@ from crm.models.support import (
 from crm.models.users import Team, User
 
 __all__ = [
+    "Campaign",
+    "CampaignRecipient",
+    "Segment",
     "CustomFieldDefinition",
     "DataImport",
     "ImportRow",

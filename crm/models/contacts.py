@@ -126,6 +126,10 @@ class Contact(PostalAddress, Timestamps, db.Model):
     score_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Why the owner was chosen (lead routing), shown on the contact.
     routing_reason: Mapped[str | None] = mapped_column(String(300))
+    # The campaign that brought this contact in (first touch), for acquisition figures.
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True
+    )
 
     # Derived keys, kept in step by the listener below.
     sort_name: Mapped[str] = mapped_column(String(210), default="")

@@ -128,6 +128,10 @@ class Deal(Timestamps, db.Model):
     # two concurrent saves matches no row and is refused instead of overwriting.
     version_id: Mapped[int] = mapped_column(default=1)
     custom_fields: Mapped[dict | None] = mapped_column(JSON, default=dict)
+    # The campaign the deal is attributed to (revenue per campaign, return on investment).
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True
+    )
 
     pipeline: Mapped[Pipeline] = relationship()
     stage: Mapped[Stage] = relationship()

@@ -200,6 +200,10 @@ class EmailMessage(db.Model):
     owner_id: Mapped[int | None] = mapped_column(
         ForeignKey("user.id", ondelete="SET NULL"), index=True
     )
+    # A campaign's mail, and the replies threaded to it (routed to a person as a task).
+    campaign_id: Mapped[int | None] = mapped_column(
+        ForeignKey("campaign.id", ondelete="SET NULL"), index=True
+    )
     # Why the sync sent it where it went ({"rule": "support_mailbox", ...}), shown in the UI.
     routing: Mapped[dict | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
