@@ -45,7 +45,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={user} gid={group} home={d}/mail/%u
+  args = uid={user} gid={group} home={mail}/%u
 }}
 mail_location = maildir:~/Maildir
 service imap-login {{
@@ -92,6 +92,9 @@ class Dovecot:
     name logs in with `password` and gets a fresh, empty mailbox (test isolation).
     tls: also listen with implicit TLS on `tls_port`, with a self-signed certificate
     for 127.0.0.1 (`cafile` verifies it).
+    mail_directory: where the maildirs live when they must outlive the server (a demo);
+    by default inside `directory` (run as root, nobody must be able to walk to it). The
+    configuration and sockets stay in `directory`, which must be short.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Dovecot:
         password: str = STATIC_PASSWORD,
         tls: bool = False,
         tls_port: int | None = None,
+        mail_directory: str | os.PathLike | None = None,
     ):
         self._own_directory = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="dc-"))
@@ -111,6 +115,8 @@ class Dovecot:
         self.password = password
         self.tls = tls
         self.tls_port = (tls_port or free_port()) if tls else None
+        # The maildirs (kept by stop() when given): {mail_directory}/<user>/Maildir.
+        self.mail_directory = Path(mail_directory or self.directory / "mail")
         self.process: subprocess.Popen | None = None
 
     # ---- paths -------------------------------------------------------------------
@@ -126,6 +132,9 @@ class Dovecot:
     @property
     def cafile(self) -> str | None:
         return str(self.directory / "cert.pem") if self.tls else None
+
+    def maildir(self, user: str) -> Path:
+        return self.mail_directory / user / "Maildir"
 
     def log(self) -> str:
         try:
@@ -146,8 +155,8 @@ class Dovecot:
         d = self.directory
         d.mkdir(parents=True, exist_ok=True)
         d.chmod(0o755)  # nobody walks through it to the mail folder
-        mail = d / "mail"
-        mail.mkdir(exist_ok=True)
+        mail = self.mail_directory
+        mail.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(mail, user, group)
         if self.users is None:
@@ -165,6 +174,7 @@ class Dovecot:
         self.config_path.write_text(
             _CONFIG.format(
                 d=d,
+                mail=mail,
                 port=self.port,
                 user=user,
                 group=group,
