@@ -7,14 +7,16 @@ it once. Without SMTP_HOST (the `make run` default) each message is written as
 an .eml file under instance/outbox/, named after its Message-ID, so the demo
 works offline and a resend overwrites its file.
 
-Later mailboxes (issue 7) will pass their own settings and keep an outbox table;
-the signature leaves room for that (`sender`, `headers`).
+Mail written by people (crm/services/outbox.py) goes through deliver(): the same
+classification of failures, over a mailbox's own SMTP server when it has one.
 """
 
 import logging
 import re
 import smtplib
 import ssl
+import uuid
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from pathlib import Path
@@ -38,6 +40,12 @@ def message_id(kind: str, key) -> str:
     return f"<{kind}-{key}@{domain}>"
 
 
+def outbound_message_id(sender_address: str) -> str:
+    """<out-<uuid>@domain-of-the-sender>: fixed when the message is queued, kept on every try."""
+    domain = parseaddr(sender_address)[1].rpartition("@")[2] or "localhost"
+    return f"<out-{uuid.uuid4().hex}@{domain}>"
+
+
 def build_message(
     to: str,
     subject: str,
@@ -46,6 +54,7 @@ def build_message(
     message_id: str | None = None,
     sender: str | None = None,
     headers: dict[str, str] | None = None,
+    automatic: bool = True,
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender or current_app.config["MAIL_FROM"]
@@ -53,8 +62,9 @@ def build_message(
     message["Subject"] = subject
     message["Date"] = formatdate(localtime=False, usegmt=True)
     message["Message-ID"] = message_id or make_msgid()
-    # Reminders and notices: mail servers and clients must not answer them automatically.
-    message["Auto-Submitted"] = "auto-generated"
+    if automatic:
+        # Reminders and notices: mail servers and clients must not answer them automatically.
+        message["Auto-Submitted"] = "auto-generated"
     for name, value in (headers or {}).items():
         message[name] = value
     message.set_content(text)
@@ -81,11 +91,52 @@ def send_message(
     return message["Message-ID"]
 
 
+def deliver(message: EmailMessage, mailbox=None) -> None:
+    """Send a built message through `mailbox`'s SMTP server when it has one, else the
+    instance's (SMTP_HOST) or the development mail drop; raises MailError."""
+    if mailbox is not None and mailbox.smtp_host:
+        from crm.services.mail_connections import smtp_connect
+
+        with _classified(), smtp_connect(mailbox) as client:
+            refused = client.send_message(message)
+        if refused:
+            raise MailError(_refused_text(refused), temporary=_all_temporary(refused))
+    elif current_app.config.get("SMTP_HOST"):
+        _send_smtp(message)
+    else:
+        _drop(message)
+
+
+@contextmanager
+def _classified():
+    """Turn smtplib's and the network's errors into MailError, temporary or not."""
+    try:
+        yield
+    except smtplib.SMTPResponseException as error:
+        # 4xx: the server asks to come back later; 5xx: it will never take this message.
+        temporary = 400 <= error.smtp_code < 500
+        raise MailError(f"{error.smtp_code} {_text(error.smtp_error)}", temporary) from error
+    except smtplib.SMTPRecipientsRefused as error:
+        raise MailError(
+            _refused_text(error.recipients), _all_temporary(error.recipients)
+        ) from error
+    except (TimeoutError, smtplib.SMTPException, OSError) as error:
+        raise MailError(f"{type(error).__name__}: {error}", temporary=True) from error
+
+
+def _all_temporary(refused: dict) -> bool:
+    return all(400 <= code < 500 for code, _text in refused.values())
+
+
+def _refused_text(refused: dict) -> str:
+    return "; ".join(f"{rcpt}: {code} {_text(text)}" for rcpt, (code, text) in refused.items())
+
+
 def _send_smtp(message: EmailMessage) -> None:
     config = current_app.config
     host, port = config["SMTP_HOST"], int(config["SMTP_PORT"])
     timeout = config["SMTP_TIMEOUT_SECONDS"]
-    try:
+    with _classified():
         if port == 465:
             client = smtplib.SMTP_SSL(
                 host, port, timeout=timeout, context=ssl.create_default_context()
@@ -98,18 +149,8 @@ def _send_smtp(message: EmailMessage) -> None:
             if config.get("SMTP_USER"):
                 client.login(config["SMTP_USER"], config.get("SMTP_PASSWORD") or "")
             refused = client.send_message(message)
-    except smtplib.SMTPResponseException as error:
-        # 4xx: the server asks to come back later; 5xx: it will never take this message.
-        temporary = 400 <= error.smtp_code < 500
-        raise MailError(f"{error.smtp_code} {_text(error.smtp_error)}", temporary) from error
-    except smtplib.SMTPRecipientsRefused as error:
-        codes = [code for code, _text in error.recipients.values()]
-        temporary = all(400 <= code < 500 for code in codes)
-        raise MailError(f"recipients refused: {error.recipients}", temporary) from error
-    except (TimeoutError, smtplib.SMTPException, OSError) as error:
-        raise MailError(f"{type(error).__name__}: {error}", temporary=True) from error
     if refused:
-        raise MailError(f"recipients refused: {refused}", temporary=False)
+        raise MailError(_refused_text(refused), temporary=_all_temporary(refused))
 
 
 def _text(value) -> str:

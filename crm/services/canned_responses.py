@@ -1,38 +1,111 @@
-"""Canned responses: email templates with {{contact.first_name}}-style placeholders,
-filled in for one incident.
+"""Email templates with {{contact.first_name}}-style placeholders, filled in for a record.
+
+The same renderer serves the support composer (canned responses on an incident) and the
+email composer (a contact, company, deal or incident): a PlaceholderContext gathers the
+records a message is about and the sender, and every placeholder reads one value from it.
 
 A placeholder without a value is never replaced by nothing: it stays in the text as
-typed, and is reported, so the agent sees the gap and fills it before sending (the
-reply route refuses a text that still holds one).
+typed, and is reported, so the writer sees the gap and fills it before sending (the
+reply route and the outbox refuse a text that still holds one).
 """
 
 import re
 from dataclasses import dataclass
 
+from babel.numbers import format_currency
+from flask import current_app
 from sqlalchemy import select
 
 from crm.extensions import db
-from crm.models import EmailTemplate, Incident, User
+from crm.models import Company, Contact, Deal, EmailTemplate, Incident, User
 from crm.models.search_keys import fold
 
 PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\.([a-z_]+)\s*\}\}")
 USAGES = ("support", "sales", "all")
+# Countries written to in French: the recipient reads "1 234,50 €" there.
+FRENCH_COUNTRIES = frozenset(
+    {"fr", "france", "be", "belgique", "belgium", "lu", "luxembourg", "mc", "monaco"}
+)
 
 
-def _company_name(incident: Incident) -> str | None:
-    company = incident.company or (incident.contact.company if incident.contact else None)
-    return company.name if company else None
+@dataclass
+class PlaceholderContext:
+    """The records a message is about, its sender, and the language its values are written in."""
+
+    user: User | None = None
+    contact: Contact | None = None
+    company: Company | None = None
+    deal: Deal | None = None
+    incident: Incident | None = None
+    locale: str | None = None
+
+    @property
+    def recipient_locale(self) -> str:
+        if self.locale:
+            return self.locale
+        for record in (self.contact, self.company):
+            country = fold(getattr(record, "country", None) or "").strip()
+            if country in FRENCH_COUNTRIES:
+                return "fr"
+        if self.user is not None and self.user.locale:
+            return self.user.locale
+        return current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+
+
+def context_for(record, user: User | None, locale: str | None = None) -> PlaceholderContext:
+    """What a message about `record` (a contact, company, deal or incident) can say."""
+    context = PlaceholderContext(user=user, locale=locale)
+    if isinstance(record, PlaceholderContext):
+        return record
+    if isinstance(record, Incident):
+        context.incident = record
+        context.contact = record.contact
+        context.company = record.company
+    elif isinstance(record, Deal):
+        context.deal = record
+        context.contact = record.contact
+        context.company = record.company
+    elif isinstance(record, Contact):
+        context.contact = record
+    elif isinstance(record, Company):
+        context.company = record
+    if context.company is None and context.contact is not None:
+        context.company = context.contact.company
+    return context
+
+
+def _deal_amount(c: PlaceholderContext) -> str | None:
+    deal = c.deal
+    if deal is None or deal.amount is None:
+        return None
+    return format_currency(deal.amount, deal.currency or "EUR", locale=c.recipient_locale)
+
+
+def _attr(name: str, attr: str):
+    def read(c: PlaceholderContext):
+        record = getattr(c, name)
+        return getattr(record, attr, None) if record is not None else None
+
+    return read
 
 
 # What a template may ask for, and where each value comes from.
 FIELDS = {
-    ("contact", "first_name"): lambda i, u: i.contact and i.contact.first_name,
-    ("contact", "last_name"): lambda i, u: i.contact and i.contact.last_name,
-    ("contact", "name"): lambda i, u: i.contact and i.contact.name,
-    ("company", "name"): lambda i, u: _company_name(i),
-    ("incident", "reference"): lambda i, u: i.reference,
-    ("incident", "subject"): lambda i, u: i.subject,
-    ("user", "name"): lambda i, u: u.name,
+    ("contact", "first_name"): _attr("contact", "first_name"),
+    ("contact", "last_name"): _attr("contact", "last_name"),
+    # Contact.name falls back on the address or phone: a greeting wants a real name.
+    ("contact", "name"): lambda c: (
+        c.contact and f"{c.contact.first_name} {c.contact.last_name}".strip()
+    ),
+    ("contact", "email"): _attr("contact", "email"),
+    ("company", "name"): _attr("company", "name"),
+    ("deal", "title"): _attr("deal", "title"),
+    ("deal", "amount"): _deal_amount,
+    ("deal", "stage"): lambda c: c.deal and c.deal.stage and c.deal.stage.name,
+    ("incident", "reference"): lambda c: c.incident and c.incident.reference,
+    ("incident", "subject"): _attr("incident", "subject"),
+    ("user", "name"): _attr("user", "name"),
+    ("user", "email"): _attr("user", "email"),
 }
 KNOWN = tuple(f"{{{{{obj}.{attr}}}}}" for obj, attr in FIELDS)
 
@@ -44,13 +117,22 @@ class Rendered:
     missing: tuple[str, ...]  # the placeholders left as typed, e.g. "{{contact.first_name}}"
 
 
-def render_text(text: str, incident: Incident, user: User) -> tuple[str, list[str]]:
+def _context(record, user: User | None) -> PlaceholderContext:
+    if isinstance(record, PlaceholderContext):
+        return record
+    return context_for(record, user)
+
+
+def render_text(text: str, record, user: User | None = None) -> tuple[str, list[str]]:
+    """`text` with its placeholders filled for `record` (or a PlaceholderContext), and the
+    placeholders left as typed because nothing fills them (unknown ones included)."""
+    context = _context(record, user)
     missing: list[str] = []
 
     def fill(match: re.Match) -> str:
         getter = FIELDS.get((match.group(1), match.group(2)))
-        value = getter(incident, user) if getter else None
-        if value:
+        value = getter(context) if getter else None
+        if value not in (None, ""):
             return str(value)
         placeholder = f"{{{{{match.group(1)}.{match.group(2)}}}}}"
         if placeholder not in missing:
@@ -60,9 +142,14 @@ def render_text(text: str, incident: Incident, user: User) -> tuple[str, list[st
     return PLACEHOLDER.sub(fill, text or ""), missing
 
 
-def render(template: EmailTemplate, incident: Incident, user: User) -> Rendered:
-    subject, missing_subject = render_text(template.subject, incident, user)
-    body, missing_body = render_text(template.body, incident, user)
+def render(template: EmailTemplate, record, user: User | None = None) -> Rendered:
+    return render_subject_body(template.subject, template.body, record, user)
+
+
+def render_subject_body(subject: str, body: str, record, user: User | None = None) -> Rendered:
+    context = _context(record, user)
+    subject, missing_subject = render_text(subject, context)
+    body, missing_body = render_text(body, context)
     missing = tuple(dict.fromkeys(missing_subject + missing_body))
     return Rendered(subject, body, missing)
 
@@ -85,7 +172,7 @@ def unknown_placeholders(text: str) -> list[str]:
 
 
 def support_templates() -> list[EmailTemplate]:
-    """What the composer offers: templates meant for support or for everyone."""
+    """What the support composer offers: templates meant for support or for everyone."""
     query = select(EmailTemplate).where(EmailTemplate.usage.in_(("support", "all")))
     return list(db.session.scalars(query.order_by(EmailTemplate.name)))
 

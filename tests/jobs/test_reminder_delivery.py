@@ -13,14 +13,11 @@ Events are awaited by polling the database against a deadline, never by sleeping
 a fixed time. The figures are printed (run with -s to see them).
 """
 
-import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from datetime import timedelta
@@ -28,7 +25,6 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
@@ -43,54 +39,10 @@ from crm.queues import redis_connection
 from crm.services import reminders
 from tests.conftest import BACKENDS
 from tests.factories import make_event, make_user
+from tests.smtp_server import Recorder, free_port, smtp_server
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 60
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Recorder:
-    """aiosmtpd handler: keeps every message; can hold the first DATA until released."""
-
-    def __init__(self, hold_first: bool = False, replies=()):
-        self.messages = []
-        self.replies = list(replies)
-        self.hold_first = hold_first
-        self.arrived = threading.Event()
-        self.release = threading.Event()
-        self._lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        if self.replies:
-            return self.replies.pop(0)
-        with self._lock:
-            self.messages.append(message_from_bytes(envelope.content))
-            hold = self.hold_first and len(self.messages) == 1
-        if hold:
-            self.arrived.set()
-            await asyncio.to_thread(self.release.wait, DEADLINE_SECONDS)
-        return "250 2.0.0 OK"
-
-    def message_ids(self) -> list[str]:
-        with self._lock:
-            return [m["Message-ID"] for m in self.messages]
-
-
-@contextlib.contextmanager
-def smtp_server(handler: Recorder):
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield port
-    finally:
-        handler.release.set()
-        controller.stop()
 
 
 class Workers:
