@@ -186,7 +186,7 @@ def create_contact(
         phone=(phone or "").strip() or None,
         title=(title or "").strip() or None,
         stage=stage,
-        source=source,
+        source=source or "manual",
         owner=owner or actor,
     )
     if company_name and company_name.strip():
