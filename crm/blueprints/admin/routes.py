@@ -3,7 +3,6 @@
 from flask import Blueprint, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from rq import Worker
 
 from crm import htmx as hx
 from crm.blueprints.admin.forms import InviteForm, RoleForm, SkillsForm
@@ -12,7 +11,6 @@ from crm.form_helpers import choices
 from crm.labels import ROLE_LABELS
 from crm.models import Team, User
 from crm.permissions import requires
-from crm.queues import QUEUE_NAMES, queue, redis_connection
 from crm.services import users
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -168,13 +166,77 @@ def new_invitation(user_id: int):
     return _answer(user, invitation=link)
 
 
+# ---- the System page: worker health ------------------------------------------------
+
+SYSTEM_PARTIALS = {"system-counts": "counts", "failed-jobs": "failed"}
+
+
+def _system_context() -> dict:
+    from crm.services import mailboxes, worker_health
+
+    return {
+        "workers": worker_health.workers(),
+        "queues": worker_health.queue_counts(),
+        "failed": worker_health.failed_jobs(),
+        "periodic": worker_health.periodic_jobs(),
+        "cron_running": worker_health.cron_running(),
+        "mailboxes": mailboxes.every_mailbox(),
+        "poll_seconds": SYSTEM_POLL_SECONDS,
+    }
+
+
+SYSTEM_POLL_SECONDS = 5
+
+
 @bp.route("/system")
 @requires("system.view")
 def system():
-    connection = redis_connection()
-    workers = Worker.all(connection=connection)
-    queues = [(name, queue(name).count) for name in QUEUE_NAMES]
-    return hx.render("admin/system.html", workers=workers, queues=queues)
+    return hx.render("admin/system.html", SYSTEM_PARTIALS, **_system_context())
+
+
+def _failed_jobs_answer(done: bool, message: str):
+    """The refreshed counts and failed jobs under htmx, the page otherwise."""
+    if not done:
+        return hx.error_response(404, _("This job is no longer among the failed ones."))
+    hx.toast(message)
+    if not hx.is_htmx():
+        return hx.location(url_for("admin.system"))
+    return hx.render_fragment("admin/system.html", "failed", "counts_oob", **_system_context())
+
+
+@bp.route("/system/jobs/<job_id>/retry", methods=["POST"])
+@requires("system.view")
+def retry_job(job_id: str):
+    from crm.services import worker_health
+
+    return _failed_jobs_answer(worker_health.retry(job_id), _("The job is queued again."))
+
+
+@bp.route("/system/jobs/<job_id>/delete", methods=["POST"])
+@requires("system.view")
+def delete_job(job_id: str):
+    from crm.services import worker_health
+
+    return _failed_jobs_answer(worker_health.delete(job_id), _("The failed job is deleted."))
+
+
+@bp.route("/system/mailboxes/<int:mailbox_id>/sync", methods=["POST"])
+@requires("system.view")
+def sync_mailbox(mailbox_id: int):
+    """Any active mailbox, shared or personal: syncing shows nobody its mail."""
+    from crm.models import Mailbox
+    from crm.services import mailboxes
+
+    mailbox = db.get_or_404(Mailbox, mailbox_id)
+    if not mailbox.active or not mailbox.imap_host:
+        return hx.error_response(422, _("This mailbox is inactive or has no IMAP server."))
+    mailboxes.request_sync(mailbox)
+    hx.toast(
+        _("Sync of %(address)s queued: new mail arrives in a moment.", address=mailbox.address)
+    )
+    if not hx.is_htmx():
+        return hx.location(url_for("admin.system"))
+    return "", 204
 
 
 from crm.blueprints.admin import pipelines, security  # noqa: E402,F401  (add their routes to bp)
