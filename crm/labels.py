@@ -205,4 +205,6 @@ def system_event_text(data: dict | None) -> str:
             name=data.get("technician"),
             title=data.get("title"),
         )
+    if event == "merged":
+        return _("Merged with %(name)s (#%(id)s).", name=data.get("name"), id=data.get("id"))
     return _("Record changed.")
