@@ -411,8 +411,12 @@ def assign_round_robin(incident: Incident) -> User | None:
 
 
 def add_message(actor: User, incident: Incident, kind: str, body: str) -> IncidentMessage:
-    """A reply to the customer (stored as outgoing, sent once email lands) or an internal
-    note; both also go on the customer's timeline."""
+    """A reply to the customer (queued as an email to the incident's contact, in the
+    incident's thread: crm/services/incident_mail.py) or an internal note. A note goes on
+    the customer's timeline; a reply gets there as the email it is, or, when the contact
+    has no address, as a reply marked not sent."""
+    from crm.services import incident_mail
+
     if kind not in ("reply", "note"):
         raise IncidentRefused(_l("Unknown message kind."))
     body = body.strip()
@@ -422,13 +426,16 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
         kind=kind,
         body=body,
         author=actor,
-        email_status="pending" if kind == "reply" else None,
         created_at=now(),
     )
     db.session.add(message)
     _opened_by_agent(incident)
     if first_reply:
         sla.first_response(incident, at=message.created_at)
+    if kind == "reply":
+        db.session.flush()
+        if incident_mail.send_reply(actor, incident, message) is not None:
+            return message
     if incident.contact is not None or incident.company is not None:
         record_activity(
             actor,

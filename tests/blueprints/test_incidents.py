@@ -237,12 +237,12 @@ def test_reply_and_note_are_told_apart_and_land_on_the_timeline(as_role, custome
         headers=htmx_headers("form#composer"),
     )
     messages = db.session.scalars(select(IncidentMessage).order_by(IncidentMessage.id)).all()
-    assert [(m.kind, m.email_status) for m in messages] == [("reply", "pending"), ("note", None)]
+    assert [(m.kind, m.email_status) for m in messages] == [("reply", "queued"), ("note", None)]
     entries = db.session.scalars(
         select(Activity).where(Activity.incident_id == incident.id).order_by(Activity.id)
     ).all()
     assert [(a.kind, a.subject) for a in entries] == [
-        ("email", "Re: Wrong invoice"),
+        ("email", f"Re: Wrong invoice [#{incident.id}]"),
         ("note", None),
     ]
     contact_page = client.get(f"/contacts/{customer.id}")

@@ -62,15 +62,17 @@ def test_a_reply_opens_the_incident_and_goes_on_the_timeline_as_an_email(agent, 
     incident = make_incident(customer, subject="Invoice wrong")
     message = service.add_message(agent, incident, "reply", "  We are on it. ")
     db.session.flush()
-    assert message.kind == "reply" and message.email_status == "pending"
+    # Queued as an email to the contact (crm/services/incident_mail.py), on the timeline as such.
+    assert message.kind == "reply" and message.email_status == "queued"
     assert message.body == "We are on it."
     assert incident.status == "open"
     entry = db.session.scalars(select(Activity).where(Activity.incident_id == incident.id)).one()
     assert (entry.kind, entry.subject, entry.body) == (
         "email",
-        "Re: Invoice wrong",
+        f"Re: Invoice wrong [#{incident.id}]",
         "We are on it.",
     )
+    assert entry.email_message_id == message.email_message_id
     assert entry.contact == customer and entry.company == customer.company
 
 

@@ -96,6 +96,23 @@ def revoke_session(session_id: int):
     return make_response("", 200)
 
 
+@bp.route("/email-tracking", methods=["POST"])
+@requires("email.send")
+def email_tracking():
+    """ "Track when my emails are opened": the composer's default for my messages."""
+    user = current_user._get_current_object()
+    user.track_email_opens = request.form.get("track_email_opens") == "on"
+    db.session.commit()
+    hx.toast(
+        _("Your emails will say when they are opened.")
+        if user.track_email_opens
+        else _("Your emails will not be tracked.")
+    )
+    if not hx.is_htmx():
+        return hx.location(url_for("main.settings"))
+    return hx.render_fragment("email/_tracking_setting.html", "tracking_card")
+
+
 # ---- two-factor sign-in -------------------------------------------------------------
 
 
