@@ -118,6 +118,7 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.companies.routes import bp as companies_bp
     from crm.blueprints.contacts.routes import bp as contacts_bp
     from crm.blueprints.custom_fields.routes import bp as custom_fields_bp
+    from crm.blueprints.dashboards.routes import bp as dashboards_bp
     from crm.blueprints.deals import bp as deals_bp
     from crm.blueprints.email.routes import bp as email_bp
     from crm.blueprints.exports.routes import bp as exports_bp
@@ -131,6 +132,7 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.merge.routes import bp as merge_bp
     from crm.blueprints.notifications.routes import bp as notifications_bp
     from crm.blueprints.products.routes import bp as products_bp
+    from crm.blueprints.reports.routes import bp as reports_bp
     from crm.blueprints.search.routes import bp as search_bp
     from crm.blueprints.tasks.routes import bp as tasks_bp
 
@@ -157,6 +159,8 @@ def _register_blueprints(app: Flask) -> None:
         imports_bp,
         exports_bp,
         merge_bp,
+        dashboards_bp,
+        reports_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

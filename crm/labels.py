@@ -86,6 +86,7 @@ AREA_LABELS = {
     "incidents": _l("Incidents"),
     "interventions": _l("Interventions"),
     "reports": _l("Reports"),
+    "dashboards": _l("Dashboard"),
     "admin": _l("Administration"),
 }
 
@@ -95,6 +96,7 @@ def navigation() -> list[tuple[str, str, str, str]]:
     return _existing(
         [
             ("main.home", AREA_LABELS["home"], "home.view", "home"),
+            ("dashboards.index", AREA_LABELS["dashboards"], "dashboards.view", "dashboards"),
             ("contacts.index", AREA_LABELS["contacts"], "contacts.list", "contacts"),
             ("leads.hot", AREA_LABELS["leads"], "leads.view", "leads"),
             ("companies.index", AREA_LABELS["companies"], "contacts.list", "companies"),
@@ -110,7 +112,7 @@ def navigation() -> list[tuple[str, str, str, str]]:
                 "interventions.view",
                 "interventions",
             ),
-            ("main.reports", AREA_LABELS["reports"], "reports.view", "reports"),
+            ("reports.index", AREA_LABELS["reports"], "reports.view", "reports"),
             ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
         ]
     )

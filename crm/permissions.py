@@ -74,6 +74,7 @@ POLICY: dict[str, frozenset[str]] = {
     # Status and report on site: technicians on their own bookings (can_work_intervention).
     "interventions.work": frozenset({ADMIN, MANAGER, SUPPORT, TECHNICIAN}),
     "reports.view": frozenset({ADMIN, MANAGER}),
+    "dashboards.view": EVERYONE,
     "users.manage": frozenset({ADMIN}),
     "security.manage": frozenset({ADMIN}),
     "audit.view": frozenset({ADMIN}),

@@ -73,16 +73,3 @@ def settings():
     status = 422 if request.method == "POST" else 200
     return hx.render("main/settings.html", form=form, status=status, **security_context())
 
-
-def _coming_soon(area: str, permission: str):
-    @requires(permission)
-    def view():
-        return hx.render("main/coming_soon.html", area=area)
-
-    view.__name__ = area
-    return view
-
-
-# Areas whose issues have not landed yet: a page that says so, in the navigation.
-for _area, _permission in (("reports", "reports.view"),):
-    bp.add_url_rule(f"/{_area}", _area, _coming_soon(_area, _permission))
