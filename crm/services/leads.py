@@ -10,12 +10,18 @@ entry of a new lead, or the entry added to an existing contact. Scoring counts w
 submissions by it (crm/services/lead_scoring.py, activity "web_form").
 """
 
-from sqlalchemy import select
+import secrets
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
-from crm.models import Contact, User
+from crm.models import Contact, LeadForm, User
+from crm.models.leads import LEAD_SOURCES
 from crm.models.search_keys import email_key
-from crm.services import lead_routing, lead_scoring
+from crm.permissions import ADMIN, MANAGER, visible_contacts
+from crm.services import keyset, lead_routing, lead_scoring
 from crm.services.companies import find_or_create_company
 from crm.services.timeline import record_activity
 
@@ -88,3 +94,136 @@ def capture_lead(
     if route:
         lead_routing.route_lead(contact, actor)
     return contact
+
+
+# ---- the hot list -------------------------------------------------------------------------
+
+HOT_SCOPES = ("mine", "team", "all")
+MANUAL_SOURCES = ("manual", "quick_add")
+
+
+@dataclass
+class HotFilters:
+    scope: str = "mine"
+    source: str = ""
+    min_score: int | None = None
+    cursor: str | None = None
+
+    @classmethod
+    def from_args(cls, args, user: User) -> "HotFilters":
+        scopes = scopes_for(user)
+        scope = args.get("scope") or scopes[0]
+        source = (args.get("source") or "").strip()
+        min_score = args.get("min_score", type=int)
+        if min_score is not None and not -100_000 <= min_score <= 100_000:
+            min_score = None
+        return cls(
+            scope=scope if scope in scopes else scopes[0],
+            source=source if source in LEAD_SOURCES else "",
+            min_score=min_score,
+            cursor=args.get("cursor") or None,
+        )
+
+    def as_args(self, **changes) -> dict:
+        values = {"scope": self.scope, "source": self.source, "min_score": self.min_score}
+        values.update(changes)
+        return {key: value for key, value in values.items() if value not in (None, "")}
+
+
+@dataclass
+class HotPage:
+    contacts: list[Contact]
+    next_cursor: str | None
+    filters: HotFilters = field(default_factory=HotFilters)
+
+
+def scopes_for(user: User) -> tuple[str, ...]:
+    """Reps see theirs first, managers their team's; everybody may see all leads."""
+    if user.role == MANAGER and user.team_id is not None:
+        return ("team", "mine", "all")
+    if user.role in (ADMIN, MANAGER):
+        return ("all", "mine")
+    return ("mine", "all")
+
+
+_HOT_KEY = keyset.SortKey(Contact.score, "int")
+
+
+def hot_leads(user: User, filters: HotFilters, size: int = 50) -> HotPage:
+    """Leads and prospects by score, highest first: the page's ids from a narrow query
+    (an index on (stage, score, id) serves it), then those contacts with their company and
+    owner joined: two queries whatever the page."""
+    query = visible_contacts(user).where(Contact.stage.in_(lead_scoring.SCORED_STAGES))
+    if filters.scope == "mine":
+        query = query.where(Contact.owner_id == user.id)
+    elif filters.scope == "team" and user.team_id is not None:
+        team = select(User.id).where(User.team_id == user.team_id)
+        query = query.where(Contact.owner_id.in_(team))
+    if filters.source == "manual":
+        # The contacts quick-add says "quick_add": typed by hand all the same.
+        query = query.where(Contact.source.in_(MANUAL_SOURCES))
+    elif filters.source:
+        query = query.where(Contact.source == filters.source)
+    if filters.min_score is not None:
+        query = query.where(Contact.score >= filters.min_score)
+    page_ids = keyset.paginate(
+        query.with_only_columns(Contact.id), _HOT_KEY, Contact.id, True, filters.cursor, size
+    )
+    rows = db.session.scalars(
+        select(Contact)
+        .where(Contact.id.in_(page_ids.scalar_subquery()))
+        .options(joinedload(Contact.company), joinedload(Contact.owner))
+        .order_by(*keyset.ordering(_HOT_KEY, Contact.id, True))
+    )
+    contacts, next_cursor = keyset.split_page(list(rows.unique()), size, lambda c: c.score)
+    return HotPage(contacts, next_cursor, filters)
+
+
+# ---- web forms and rule order ---------------------------------------------------------------
+
+
+def create_lead_form(name: str, source: str, redirect_url: str | None, active: bool) -> LeadForm:
+    form = LeadForm(
+        name=name,
+        source=source,
+        redirect_url=redirect_url or None,
+        active=active,
+        token=secrets.token_urlsafe(18),
+    )
+    db.session.add(form)
+    db.session.flush()
+    return form
+
+
+def live_form(token: str) -> LeadForm | None:
+    """The active web form with this token, else None."""
+    if not token or len(token) > 64:
+        return None
+    return db.session.scalars(
+        select(LeadForm).where(LeadForm.token == token, LeadForm.active.is_(True))
+    ).first()
+
+
+def ordered(model) -> list:
+    return list(db.session.scalars(select(model).order_by(model.position, model.id)))
+
+
+def add_last(model, rule) -> None:
+    """A new rule goes after the others."""
+    highest = db.session.scalar(select(func.max(model.position)))
+    rule.position = (highest if highest is not None else -1) + 1
+
+
+def move(model, rule, direction: str) -> bool:
+    """Swap `rule` with its neighbour ("up" or "down"); positions are renumbered 0..n-1 so
+    that rules created with equal positions get a stable order. False at either end."""
+    rules = ordered(model)
+    index = rules.index(rule)
+    other = index - 1 if direction == "up" else index + 1
+    if direction not in ("up", "down") or not 0 <= other < len(rules):
+        return False
+    rules[index], rules[other] = rules[other], rules[index]
+    for position, item in enumerate(rules):
+        if item.position != position:
+            item.position = position
+    return True
