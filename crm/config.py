@@ -103,8 +103,27 @@ class Config:
     # stay "sending" before it counts as abandoned by a worker that died.
     REMINDER_SWEEP_SECONDS = int(os.environ.get("REMINDER_SWEEP_SECONDS", 60))
     REMINDER_CLAIM_TIMEOUT_SECONDS = int(os.environ.get("REMINDER_CLAIM_TIMEOUT_SECONDS", 300))
+    # Email out (crm/services/outbox.py): tries before a message fails, the waits between
+    # them after temporary refusals, and how long a "sending" row may wait for a worker
+    # that died before the sweeper sends it again (same Message-ID).
+    OUTBOX_SWEEP_SECONDS = int(os.environ.get("OUTBOX_SWEEP_SECONDS", 60))
+    OUTBOX_MAX_ATTEMPTS = int(os.environ.get("OUTBOX_MAX_ATTEMPTS", 6))
+    OUTBOX_RETRY_MINUTES = tuple(
+        int(m) for m in os.environ.get("OUTBOX_RETRY_MINUTES", "1,5,15,60,180").split(",")
+    )
+    OUTBOX_CLAIM_TIMEOUT_SECONDS = int(os.environ.get("OUTBOX_CLAIM_TIMEOUT_SECONDS", 600))
+    # Attachments of one message, all together.
+    MAIL_ATTACHMENT_MAX_BYTES = int(os.environ.get("MAIL_ATTACHMENT_MAX_BYTES", 10 * 1024 * 1024))
     # The bell asks for its count this often.
     NOTIFICATION_POLL_SECONDS = int(os.environ.get("NOTIFICATION_POLL_SECONDS", 30))
+    # CSV imports (crm/services/imports/). The file is kept in the database for the worker:
+    # its size stays under MAX_CONTENT_LENGTH, the limit of the whole upload request.
+    IMPORT_MAX_BYTES = int(os.environ.get("IMPORT_MAX_BYTES", 15 * 1024 * 1024))
+    # Rows written and committed together: the unit of progress and of resumption.
+    IMPORT_BATCH_ROWS = int(os.environ.get("IMPORT_BATCH_ROWS", 500))
+    IMPORT_JOB_TIMEOUT_SECONDS = int(os.environ.get("IMPORT_JOB_TIMEOUT_SECONDS", 3600))
+    # An undo touching fewer records than this runs in the request; larger ones in the worker.
+    IMPORT_UNDO_INLINE_ROWS = int(os.environ.get("IMPORT_UNDO_INLINE_ROWS", 500))
 
     @classmethod
     def check(cls) -> None:
