@@ -364,13 +364,13 @@ def filter_args(export: Export) -> dict:
     return {key: str(value) for key, value in args.items()}
 
 
-def items(export: Export, size: int = BATCH) -> Iterator[list]:
+def items(export: Export, size: int | None = None) -> Iterator[list]:
     """The list's rows, a page at a time; each page leaves the session once it is written.
 
     Without that, every contact, company and owner read would stay in the session's
     identity map until the end of the request: 100,000 contacts would stay in memory.
     """
-    for batch in export.entity.batches(export.user, export.filters, size):
+    for batch in export.entity.batches(export.user, export.filters, size or BATCH):
         yield batch
         export.rows += len(batch)
         _release(export.user)
@@ -434,7 +434,7 @@ def _xlsx_cell(export: Export, sheet, column: Column, value):
 # ---- writing -----------------------------------------------------------------------------
 
 
-def csv_chunks(export: Export, size: int = BATCH) -> Iterator[bytes]:
+def csv_chunks(export: Export, size: int | None = None) -> Iterator[bytes]:
     """The CSV file, a page of rows per chunk. UTF-8 with a byte order mark, which is what
     makes Excel read UTF-8 at all (without it, accents come out as Windows-1252 garbage)."""
     buffer = io.StringIO()
@@ -451,7 +451,7 @@ def csv_chunks(export: Export, size: int = BATCH) -> Iterator[bytes]:
         yield buffer.getvalue().encode("utf-8")
 
 
-def write_xlsx(export: Export, size: int = BATCH):
+def write_xlsx(export: Export, size: int | None = None):
     """The XLSX file in a temporary file (on disk past a few MB), rewound for sending.
 
     openpyxl's write-only mode streams the rows to disk as they come rather than keeping
