@@ -14,6 +14,7 @@ from datetime import datetime
 
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from imapclient import exceptions as imap_errors
 from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
@@ -268,10 +269,11 @@ def _check_imap(mailbox: Mailbox, timeout: float) -> DirectionCheck:
     return DirectionCheck(
         "imap",
         True,
-        _(
-            "Connected: %(folder)s holds %(count)d messages.",
+        ngettext(
+            "Connected: %(folder)s holds %(num)d message.",
+            "Connected: %(folder)s holds %(num)d messages.",
+            count,
             folder=mailbox.imap_folder or "INBOX",
-            count=count,
         ),
         details={"count": count, "uidvalidity": uidvalidity},
     )
@@ -366,6 +368,15 @@ def quarantined(mailbox: Mailbox, include_handled: bool = False) -> list[Quarant
     if not include_handled:
         query = query.where(QuarantinedEmail.resolved_at.is_(None))
     return list(db.session.scalars(query.order_by(QuarantinedEmail.created_at.desc()).limit(500)))
+
+
+def waiting_count(mailbox: Mailbox) -> int:
+    """How many quarantined messages of `mailbox` are not handled yet."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(QuarantinedEmail)
+        .where(QuarantinedEmail.mailbox_id == mailbox.id, QuarantinedEmail.resolved_at.is_(None))
+    )
 
 
 def quarantine_sizes(items: list[QuarantinedEmail]) -> dict[int, int]:

@@ -384,7 +384,7 @@ def test_check_connection_succeeds_without_saving(as_role, dovecot, imap_user, s
         headers=htmx_headers("div#check-result"),
     )
     assert answer.status_code == 200
-    assert "Connected: INBOX holds 1 messages." in answer.text
+    assert "Connected: INBOX holds 1 message." in answer.text
     assert "Connected and signed in: ready to send." in answer.text
     assert "Nothing was saved" in answer.text
     assert count() == 0
@@ -478,3 +478,53 @@ def test_a_password_the_key_cannot_read_any_more_is_reported(data_app, ctx):
         result = service.check_connection(mailbox)
     assert "encryption key changed" in result.imap.message
     assert result.smtp.skipped and not result.ok
+
+
+# ---- query counts --------------------------------------------------------------------
+
+
+def _add_mailboxes(count: int, team) -> list[Mailbox]:
+    start = db.session.scalar(select(func.count()).select_from(Mailbox))
+    added = []
+    for n in range(start, start + count):
+        mailbox = Mailbox(name=f"M{n}", address=f"m{n}@example.com", purpose="other", team=team)
+        db.session.add(mailbox)
+        db.session.flush()
+        db.session.add(
+            QuarantinedEmail(
+                mailbox_id=mailbox.id, imap_uid=n, imap_uidvalidity=1, raw=b"x" * n, error="E"
+            )
+        )
+        added.append(mailbox)
+    db.session.commit()
+    return added
+
+
+def _queries(client, url: str) -> int:
+    answer = client.get(url)
+    assert answer.status_code == 200, url
+    return int(answer.headers["X-SQL-Queries"])
+
+
+def test_mailbox_pages_run_a_bounded_number_of_queries(as_role):
+    client, _user = as_role("admin")
+    team = make_team("Support")
+    first = _add_mailboxes(2, team)[0]
+    urls = [
+        "/admin/mailboxes",
+        f"/admin/mailboxes/{first.id}",
+        f"/admin/mailboxes/{first.id}/quarantine?all=1",
+        "/admin/system",
+    ]
+    small = {url: _queries(client, url) for url in urls}
+    _add_mailboxes(30, team)
+    for n in range(30):
+        db.session.add(
+            QuarantinedEmail(
+                mailbox_id=first.id, imap_uid=100 + n, imap_uidvalidity=1, raw=b"y", error="E"
+            )
+        )
+    db.session.commit()
+    large = {url: _queries(client, url) for url in urls}
+    assert large == small
+    assert max(large.values()) <= 10, large

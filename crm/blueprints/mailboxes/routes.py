@@ -76,7 +76,7 @@ def _form_page(form, mailbox: Mailbox | None, *, mine: bool = False, status: int
 def _waiting(mailbox: Mailbox | None) -> int:
     if mailbox is None or mailbox.id is None:
         return 0
-    return len(service.quarantined(mailbox))
+    return service.waiting_count(mailbox)
 
 
 def _shared_or_404(mailbox_id: int) -> Mailbox:
