@@ -10,7 +10,7 @@ from crm.models import Company, Contact, Tag, User
 from crm.models.contacts import STAGES
 from crm.models.search_keys import email_key, phone_key
 from crm.permissions import visible_contacts
-from crm.services import keyset
+from crm.services import custom_fields, keyset
 from crm.services.companies import find_or_create_company
 from crm.services.text_search import estimated_rows, search_condition, search_terms
 from crm.services.timeline import record_activity
@@ -50,6 +50,8 @@ class ContactFilters:
     company: int | None = None
     sort: str = DEFAULT_SORT  # a key of SORTS, "-" in front for descending
     cursor: str | None = None
+    # Custom fields' filters: {key: value}, "cf_<key>=value" in the address.
+    custom: dict = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args) -> "ContactFilters":
@@ -65,6 +67,7 @@ class ContactFilters:
             company=args.get("company", type=int),
             sort=sort,
             cursor=args.get("cursor") or None,
+            custom=custom_fields.custom_filter_args("contact", args),
         )
 
     def as_args(self, **changes) -> dict:
@@ -75,6 +78,7 @@ class ContactFilters:
             "owner": self.owner,
             "tag": self.tag,
             "company": self.company,
+            **{f"cf_{key}": value for key, value in self.custom.items()},
         }
         values["sort"] = self.sort if self.sort != DEFAULT_SORT else ""
         values.update(changes)
@@ -82,7 +86,7 @@ class ContactFilters:
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.stage or self.owner or self.tag or self.company)
+        return bool(self.q or self.stage or self.owner or self.tag or self.company or self.custom)
 
 
 @dataclass
@@ -113,6 +117,7 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
         query = query.where(Contact.tags.any(Tag.name == filters.tag))
     if filters.company:
         query = query.where(Contact.company_id == filters.company)
+    query = query.where(*custom_fields.filter_conditions("contact", filters.custom))
 
     key, sort_value = SORTS[filters.sort.lstrip("-")]
     if filters.sort.lstrip("-") == "name":

@@ -73,15 +73,20 @@ def definitions(entity: str, include_inactive: bool = False) -> list[CustomField
     """
     if entity not in CUSTOM_FIELD_ENTITIES:
         raise ValueError(f"unknown custom field entity {entity!r}")
-    cache = g.setdefault(_CACHE, {}) if has_app_context() else {}
-    if entity not in cache:
+    # Every entity's fields in one query: a page showing contacts and companies reads once.
+    cached = g.get(_CACHE) if has_app_context() else None
+    if cached is None:
         rows = db.session.scalars(
-            select(CustomFieldDefinition)
-            .where(CustomFieldDefinition.entity == entity)
-            .order_by(CustomFieldDefinition.position, CustomFieldDefinition.id)
+            select(CustomFieldDefinition).order_by(
+                CustomFieldDefinition.position, CustomFieldDefinition.id
+            )
         ).all()
-        cache[entity] = [_snapshot(row) for row in rows]
-    fields = cache[entity]
+        cached = {name: [] for name in CUSTOM_FIELD_ENTITIES}
+        for row in rows:
+            cached[row.entity].append(_snapshot(row))
+        if has_app_context():
+            g.setdefault(_CACHE, cached)
+    fields = cached[entity]
     return list(fields) if include_inactive else [f for f in fields if f.active]
 
 
@@ -107,13 +112,21 @@ def _snapshot(row: CustomFieldDefinition) -> CustomFieldDefinition:
 def _forget_on_flush(session, _flush_context):
     changed = (*session.new, *session.dirty, *session.deleted)
     if any(isinstance(obj, CustomFieldDefinition) for obj in changed):
+        session.info["custom_fields_flushed"] = True
         forget_definitions()
+
+
+@event.listens_for(Session, "after_commit")
+def _settled_on_commit(session):
+    session.info.pop("custom_fields_flushed", None)
 
 
 @event.listens_for(Session, "after_soft_rollback")
 def _forget_on_rollback(session, _previous_transaction):
-    # A definition flushed and then rolled back must not linger in the cache.
-    forget_definitions()
+    # A definition flushed and then rolled back must not linger in the cache; other
+    # rollbacks (a savepoint of a read) keep it.
+    if session.info.pop("custom_fields_flushed", None):
+        forget_definitions()
 
 
 # ---- values -------------------------------------------------------------------------
@@ -412,6 +425,8 @@ def filterable(entity: str) -> list[CustomFieldDefinition]:
 def custom_filter_args(entity: str, args: Mapping) -> dict[str, str]:
     """{key: value} of the list's custom filters from the query string ("cf_<key>=..."),
     values checked against their field; an unknown or unfit one is dropped."""
+    if not any(str(name).startswith("cf_") for name in args):
+        return {}  # no custom filter asked for: no need to read the fields
     wanted = {}
     for definition in filterable(entity):
         value = (args.get("cf_" + definition.key) or "").strip()

@@ -1,11 +1,12 @@
 """The filters shared by the deal board and the deal list, read from the URL."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 from sqlalchemy import Select, select
 
 from crm.models import Deal, User
+from crm.services import custom_fields
 from crm.services.text_search import search_condition
 
 CLOSE_WINDOWS = ("overdue", "this_month", "next_month", "this_quarter")
@@ -19,6 +20,8 @@ class DealFilters:
     close: str = ""  # one of CLOSE_WINDOWS
     pipeline: int | None = None
     stage: int | None = None  # the board's "and N more" opens the list on one column
+    # Custom fields' filters: {key: value}, "cf_<key>=value" in the address.
+    custom: dict = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args) -> "DealFilters":
@@ -30,6 +33,7 @@ class DealFilters:
             close=close if close in CLOSE_WINDOWS else "",
             pipeline=args.get("pipeline", type=int),
             stage=args.get("stage", type=int),
+            custom=custom_fields.custom_filter_args("deal", args),
         )
 
     def as_args(self, **changes) -> dict:
@@ -40,13 +44,14 @@ class DealFilters:
             "close": self.close,
             "pipeline": self.pipeline,
             "stage": self.stage,
+            **{f"cf_{key}": value for key, value in self.custom.items()},
         }
         values.update(changes)
         return {k: v for k, v in values.items() if v}
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.owner or self.team or self.close or self.stage)
+        return bool(self.q or self.owner or self.team or self.close or self.stage or self.custom)
 
     def apply(self, query: Select, user: User, today: date | None = None) -> Select:
         today = today or date.today()
@@ -61,6 +66,7 @@ class DealFilters:
             query = query.where(Deal.pipeline_id == self.pipeline)
         if self.stage:
             query = query.where(Deal.stage_id == self.stage)
+        query = query.where(*custom_fields.filter_conditions("deal", self.custom))
         if self.close == "overdue":
             query = query.where(Deal.stage.has(kind="open"))
         if self.close:

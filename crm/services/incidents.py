@@ -31,7 +31,7 @@ from crm.models import (
 from crm.models.search_keys import fold
 from crm.models.support import INCIDENT_KINDS, INCIDENT_STATUSES, PRIORITIES
 from crm.permissions import SUPPORT, has_permission, visible_incidents, visible_interventions
-from crm.services import assignment, keyset, sla
+from crm.services import assignment, custom_fields, keyset, sla
 from crm.services.recurrence import from_local_naive
 from crm.services.reminders import now, user_zone
 from crm.services.tasks import add_working_days, create_task
@@ -95,6 +95,8 @@ class IncidentFilters:
     team: int | None = None
     sort: str = DEFAULT_SORT
     cursor: str | None = None
+    # Custom fields' filters: {key: value}, "cf_<key>=value" in the address.
+    custom: dict = field(default_factory=dict)
 
     @classmethod
     def from_args(cls, args, user: User) -> "IncidentFilters":
@@ -109,6 +111,7 @@ class IncidentFilters:
             team=args.get("team", type=int),
             sort=sort if sort.lstrip("-") in SORTS else DEFAULT_SORT,
             cursor=args.get("cursor") or None,
+            custom=custom_fields.custom_filter_args("incident", args),
         )
 
     def as_args(self, **changes) -> dict:
@@ -120,13 +123,14 @@ class IncidentFilters:
             "kind": self.kind,
             "team": self.team,
             "sort": self.sort if self.sort != DEFAULT_SORT else "",
+            **{f"cf_{key}": value for key, value in self.custom.items()},
         }
         values.update(changes)
         return {k: v for k, v in values.items() if v}
 
     @property
     def active(self) -> bool:
-        return bool(self.q or self.status or self.priority or self.kind or self.team)
+        return bool(self.q or self.status or self.priority or self.kind or self.team or self.custom)
 
 
 def _one_of(value: str, allowed) -> str:
@@ -175,6 +179,7 @@ def _filtered(user: User, filters: IncidentFilters):
         query = query.where(Incident.kind == filters.kind)
     if filters.team:
         query = query.where(Incident.team_id == filters.team)
+    query = query.where(*custom_fields.filter_conditions("incident", filters.custom))
     return query
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import selectinload
 from crm import htmx as hx
 from crm.blueprints.companies.forms import CompanyForm, CompanyQuickAddForm
 from crm.blueprints.contacts.forms import QuickAddForm
+from crm.blueprints.custom_fields.inputs import CustomInputs
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import record_panel_context
 from crm.extensions import db
@@ -40,6 +41,7 @@ def index():
         "companies/index.html",
         LIST_PARTIALS,
         form=CompanyQuickAddForm(formdata=None),
+        custom=CustomInputs.for_create("company"),
         **_list_context(filters),
     )
 
@@ -48,7 +50,10 @@ def index():
 @requires("contacts.create")
 def create():
     form = CompanyQuickAddForm()
-    if form.validate_on_submit():
+    custom = CustomInputs.for_create("company", request.form)
+    form_valid = form.validate_on_submit()
+    custom_values = custom.validate()
+    if form_valid and custom_values is not None:
         existing = db.session.scalars(
             select(Company).where(Company.name_key == fold(form.name.data))
         ).first()
@@ -56,16 +61,25 @@ def create():
             form.name.errors.append(_("This company already exists."))
         else:
             company = Company(
-                name=form.name.data.strip(), website=form.website.data or None, owner=current_user
+                name=form.name.data.strip(),
+                website=form.website.data or None,
+                owner=current_user,
+                custom_fields=custom_values,
             )
             db.session.add(company)
             db.session.commit()
             hx.toast(_("%(name)s added.", name=company.name))
             return hx.location(url_for("companies.detail", company_id=company.id))
     if hx.is_htmx():
-        return hx.render_fragment("companies/index.html", "quick_add", form=form, status=422)
+        return hx.render_fragment(
+            "companies/index.html", "quick_add", form=form, custom=custom, status=422
+        )
     return hx.render(
-        "companies/index.html", form=form, status=422, **_list_context(companies.CompanyFilters())
+        "companies/index.html",
+        form=form,
+        custom=custom,
+        status=422,
+        **_list_context(companies.CompanyFilters()),
     )
 
 
@@ -85,7 +99,9 @@ def _detail_context(company: Company, **extra) -> dict:
         "more_people": len(contacts) > PEOPLE_SHOWN,
         "timeline": company_timeline(company, current_user),
         "editing_form": None,
+        "editing_custom": None,
         "contact_form": QuickAddForm(formdata=None, data={"company": company.name}),
+        "contact_custom": CustomInputs.for_create("contact"),
         **record_panel_context("company", company),
         **customer_panel_context(company=company),
     }
@@ -105,10 +121,11 @@ def detail(company_id: int):
 def edit(company_id: int):
     company = get_or_404_for(current_user, Company, company_id)
     form = CompanyForm(obj=company, formdata=None)
+    custom = CustomInputs.for_record("company", company.custom_fields)
     return hx.render(
         "companies/detail.html",
         {"company-details": "details"},
-        **_detail_context(company, editing_form=form),
+        **_detail_context(company, editing_form=form, editing_custom=custom),
     )
 
 
@@ -117,7 +134,10 @@ def edit(company_id: int):
 def update(company_id: int):
     company = get_or_404_for(current_user, Company, company_id)
     form = CompanyForm()
-    if form.validate_on_submit():
+    custom = CustomInputs.for_record("company", company.custom_fields, request.form)
+    form_valid = form.validate_on_submit()
+    custom_values = custom.validate(company.custom_fields)
+    if form_valid and custom_values is not None:
         clash = db.session.scalars(
             select(Company).where(
                 Company.name_key == fold(form.name.data), Company.id != company.id
@@ -139,6 +159,7 @@ def update(company_id: int):
                 "country",
             ):
                 setattr(company, name, (getattr(company, name) or "").strip() or None)
+            company.custom_fields = custom_values
             _refresh_contact_search(company)
             db.session.commit()
             hx.toast(_("Company saved."))
@@ -151,7 +172,7 @@ def update(company_id: int):
         "companies/detail.html",
         {"company-details": "details"},
         status=422,
-        **_detail_context(company, editing_form=form),
+        **_detail_context(company, editing_form=form, editing_custom=custom),
     )
 
 

@@ -13,6 +13,7 @@ from crm.blueprints.contacts.forms import (
     QuickAddForm,
     field_form_class,
 )
+from crm.blueprints.custom_fields.inputs import CustomInputs
 from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
@@ -23,6 +24,7 @@ from crm.models import Contact
 from crm.models.contacts import CONSENT_STATUSES, STAGES
 from crm.permissions import get_or_404_for, has_permission, requires
 from crm.services import contact_fields, contacts, personal_data
+from crm.services import custom_fields as cf
 from crm.services.deals import contact_deals
 from crm.services.timeline import contact_timeline, record_activity
 
@@ -47,15 +49,26 @@ def _list_context(filters: contacts.ContactFilters) -> dict:
 def index():
     filters = contacts.ContactFilters.from_args(request.args)
     form = QuickAddForm(formdata=None)
-    return hx.render("contacts/index.html", LIST_PARTIALS, form=form, **_list_context(filters))
+    return hx.render(
+        "contacts/index.html",
+        LIST_PARTIALS,
+        form=form,
+        custom=CustomInputs.for_create("contact"),
+        **_list_context(filters),
+    )
 
 
 @bp.route("", methods=["POST"])
 @requires("contacts.create")
 def create():
     form = QuickAddForm()
+    # The required custom fields are asked for here; checked with the rest, nothing saved
+    # unless all is right.
+    custom = CustomInputs.for_create("contact", request.form)
     duplicates = []
-    if form.validate_on_submit():
+    form_valid = form.validate_on_submit()
+    custom_values = custom.validate()
+    if form_valid and custom_values is not None:
         duplicates = contacts.find_duplicates(form.email.data, form.phone.data)
         if not duplicates or form.confirm_duplicate.data == "1":
             contact = contacts.create_contact(
@@ -67,6 +80,7 @@ def create():
                 company_name=form.company.data,
                 source="quick_add",
             )
+            contact.custom_fields = custom_values
             db.session.commit()
             hx.toast(_("%(name)s added.", name=contact.name))
             if not hx.is_htmx():
@@ -78,18 +92,25 @@ def create():
                 "quick_add",
                 "new_row",
                 form=QuickAddForm(formdata=None, data=keep),
+                custom=CustomInputs.for_create("contact"),
                 contact=contact,
             )
     if not hx.is_htmx():
         return hx.render(
             "contacts/index.html",
             form=form,
+            custom=custom,
             duplicates=duplicates,
             status=422,
             **_list_context(contacts.ContactFilters()),
         )
     return hx.render_fragment(
-        "contacts/index.html", "quick_add", form=form, duplicates=duplicates, status=422
+        "contacts/index.html",
+        "quick_add",
+        form=form,
+        custom=custom,
+        duplicates=duplicates,
+        status=422,
     )
 
 
@@ -104,6 +125,7 @@ def _detail_context(contact: Contact, **extra) -> dict:
         "stages": STAGES,
         "consent_statuses": CONSENT_STATUSES,
         "editing": None,
+        "custom_editing": None,  # (key, CustomInputs) of a custom field edited without htmx
         **record_panel_context("contact", contact),
         **customer_panel_context(contact=contact),
         "erase_open": False,
@@ -198,6 +220,81 @@ def update_field(contact_id: int, name: str):
                 return hx.location(url_for("contacts.detail", contact_id=contact.id))
             return _render_field(contact, name, warning=warning)
     return _render_field(contact, name, form, status=422)
+
+
+# ---- custom fields, edited in place like the fields above ------------------------------
+
+
+def _custom_field_or_404(key: str):
+    definition = cf.definition_by_key("contact", key)
+    if definition is None:
+        abort(404)
+    return definition
+
+
+def _render_custom_field(contact: Contact, definition, ci=None, status: int = 200):
+    if hx.is_partial():
+        return hx.render_fragment(
+            "custom_fields/_record_field.html",
+            "field",
+            status=status,
+            d=definition,
+            values=contact.custom_fields or {},
+            urls=_custom_urls(contact, definition.key),
+            editable=has_permission(current_user, "contacts.edit"),
+            ci=ci,
+        )
+    return hx.render(
+        "contacts/detail.html",
+        status=status,
+        **_detail_context(contact, custom_editing=(definition.key, ci) if ci else None),
+    )
+
+
+def _custom_urls(contact: Contact, key: str) -> dict:
+    return {
+        "page": url_for("contacts.detail", contact_id=contact.id),
+        "show": url_for("contacts.show_custom_field", contact_id=contact.id, field_key=key),
+        "edit": url_for("contacts.edit_custom_field", contact_id=contact.id, field_key=key),
+        "update": url_for("contacts.update_custom_field", contact_id=contact.id, field_key=key),
+    }
+
+
+@bp.app_template_global()
+def contact_custom_urls(contact: Contact, key: str) -> dict:
+    return _custom_urls(contact, key)
+
+
+@bp.route("/<int:contact_id>/custom/<field_key>")
+@requires("contacts.view")
+def show_custom_field(contact_id: int, field_key: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    return _render_custom_field(contact, _custom_field_or_404(field_key))
+
+
+@bp.route("/<int:contact_id>/custom/<field_key>/edit")
+@requires("contacts.edit")
+def edit_custom_field(contact_id: int, field_key: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    definition = _custom_field_or_404(field_key)
+    ci = CustomInputs.for_record("contact", contact.custom_fields, keys=[field_key])
+    return _render_custom_field(contact, definition, ci)
+
+
+@bp.route("/<int:contact_id>/custom/<field_key>", methods=["POST"])
+@requires("contacts.edit")
+def update_custom_field(contact_id: int, field_key: str):
+    contact = get_or_404_for(current_user, Contact, contact_id)
+    definition = _custom_field_or_404(field_key)
+    ci = CustomInputs.for_record("contact", contact.custom_fields, request.form, keys=[field_key])
+    values = ci.validate(contact.custom_fields)
+    if values is None:
+        return _render_custom_field(contact, definition, ci, status=422)
+    contact.custom_fields = values
+    db.session.commit()
+    if not hx.is_htmx():
+        return hx.location(url_for("contacts.detail", contact_id=contact.id))
+    return _render_custom_field(contact, definition)
 
 
 def _refusal_message(code: str) -> str:

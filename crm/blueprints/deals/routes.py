@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm import htmx as hx
+from crm.blueprints.custom_fields.inputs import CustomInputs
 from crm.blueprints.deals import bp
 from crm.blueprints.deals.forms import DealForm, DealQuickAddForm, LineForm, MoveForm, NoteForm
 from crm.blueprints.tasks.routes import record_panel_context
@@ -68,8 +69,11 @@ def _safe_return(target: str | None) -> str | None:
 @requires("deals.edit")
 def create():
     form = DealQuickAddForm()
+    custom = CustomInputs.for_create("deal", request.form)
     pipeline = None
-    if form.validate_on_submit():
+    form_valid = form.validate_on_submit()
+    custom_values = custom.validate()
+    if form_valid and custom_values is not None:
         stage = db.session.get(Stage, form.stage.data) if form.stage.data else None
         pipeline = stage.pipeline if stage else None
         if pipeline is None and form.pipeline.data:
@@ -98,16 +102,20 @@ def create():
                 company=company,
                 source="quick_add",
             )
+            deal.custom_fields = custom_values
             db.session.commit()
             hx.toast(_("Deal “%(title)s” created.", title=deal.title))
             return hx.location(
                 _safe_return(form.return_to.data) or url_for("deals.detail", deal_id=deal.id)
             )
-    return hx.render_fragment("deals/_quick_add.html", "form", form=form, status=422)
+    return hx.render_fragment(
+        "deals/_quick_add.html", "form", form=form, deal_custom=custom, status=422
+    )
 
 
 def _page_context(deal: Deal, **extra) -> dict:
     form = extra.pop("form", None) or _deal_form(deal)
+    custom = extra.pop("custom", None) or CustomInputs.for_record("deal", deal.custom_fields)
     timeline = db.session.scalars(
         select(Activity)
         .where(Activity.deal_id == deal.id)
@@ -118,6 +126,7 @@ def _page_context(deal: Deal, **extra) -> dict:
     context = {
         "deal": deal,
         "form": form,
+        "custom": custom,
         "line_form": extra.pop("line_form", None) or LineForm(formdata=None),
         "note_form": extra.pop("note_form", None) or NoteForm(formdata=None),
         "move_form": extra.pop("move_form", None),
@@ -178,8 +187,11 @@ def detail(deal_id: int):
 def update(deal_id: int):
     deal = _load(deal_id)
     form = _deal_form(deal, request.form)
-    if not form.validate_on_submit():
-        return _render_page(deal, status=422, form=form)
+    custom = CustomInputs.for_record("deal", deal.custom_fields, request.form)
+    form_valid = form.validate_on_submit()
+    custom_values = custom.validate(deal.custom_fields)
+    if not form_valid or custom_values is None:
+        return _render_page(deal, status=422, form=form, custom=custom)
     try:
         deals.check_version(deal, form.version.data)
         # Look everything up before touching the deal: one UPDATE, at commit.
@@ -187,11 +199,12 @@ def update(deal_id: int):
             related = _related_records(deal, form)
             if related is None:
                 db.session.rollback()
-                return _render_page(deal, status=422, form=form)
+                return _render_page(deal, status=422, form=form, custom=custom)
             _apply_fields(deal, form, related)
+            deal.custom_fields = custom_values
         deals.save(deal)
     except deals.StaleDeal:
-        return _conflict(deal, form=form)
+        return _conflict(deal, form=form, custom=custom)
     hx.toast(_("Deal saved."))
     if not hx.is_htmx():
         return hx.location(url_for("deals.detail", deal_id=deal.id))

@@ -9,6 +9,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
+from crm.blueprints.custom_fields.inputs import CustomInputs
 from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
 from crm.extensions import db
 from crm.labels import INCIDENT_STATUS_LABELS
@@ -22,6 +23,7 @@ from crm.permissions import (
     visible_contacts,
 )
 from crm.services import canned_responses
+from crm.services import custom_fields as cf
 from crm.services import incidents as service
 from crm.services.record_search import find_records
 from crm.services.reminders import now
@@ -41,14 +43,19 @@ def _products() -> list[Product]:
     )
 
 
-def _incident_form(formdata=None, *, teams: list[Team] | None = None, **data) -> IncidentForm:
+def _incident_form(
+    formdata=None, *, teams: list[Team] | None = None, products: list | None = None, **data
+) -> IncidentForm:
     """The incident form: from the request when `formdata` is given, else from `data`.
 
     `teams`: when the caller has read them already (the queue shows them too).
+    `products`: [] for the queue's quick-add, which does not offer them (a query saved).
     """
     form = IncidentForm() if formdata is not None else IncidentForm(formdata=None, data=data)
     teams = service.teams() if teams is None else teams
-    form.set_choices(service.agents(), teams, _products(), current_user)
+    form.set_choices(
+        service.agents(), teams, _products() if products is None else products, current_user
+    )
     return form
 
 
@@ -75,8 +82,13 @@ def _prefill() -> dict:
     return {}
 
 
-def _form_context(form: IncidentForm) -> dict:
-    return {"form": form, "chosen": _customer(form.customer.data)}
+def _form_context(form: IncidentForm, custom: CustomInputs | None = None) -> dict:
+    return {
+        "form": form,
+        "chosen": _customer(form.customer.data),
+        # The required custom fields, asked for on creation.
+        "custom": custom if custom is not None else CustomInputs.for_create("incident"),
+    }
 
 
 # ---- the queue ---------------------------------------------------------------
@@ -98,7 +110,7 @@ def _queue_context(filters: service.IncidentFilters, teams: list[Team] | None = 
 def index():
     filters = service.IncidentFilters.from_args(request.args, current_user)
     teams = service.teams()  # read once: the form's choices and the queue's filter
-    form = _incident_form(teams=teams, **_prefill())
+    form = _incident_form(teams=teams, products=[], **_prefill())
     return hx.render(
         "incidents/index.html",
         LIST_PARTIALS,
@@ -118,14 +130,16 @@ def new():
 @requires("incidents.edit")
 def create():
     form = _incident_form(formdata=request.form)
+    custom = CustomInputs.for_create("incident", request.form)
     quick = request.form.get("form") == "quick"
     customer = None
     if form.validate_on_submit():
         customer = _customer(form.customer.data)
         if customer is None:
             form.customer.errors.append(_("Pick a contact or a company."))
-    if customer is None:
-        context = _form_context(form)
+    custom_values = custom.validate()
+    if customer is None or custom_values is None:
+        context = _form_context(form, custom)
         if quick and hx.is_htmx():
             return hx.render_fragment("incidents/index.html", "quick_add", status=422, **context)
         if quick:
@@ -149,6 +163,7 @@ def create():
         team=db.session.get(Team, int(form.team.data)) if form.team.data else None,
         round_robin=form.assignee.data == ROUND_ROBIN,
     )
+    incident.custom_fields = custom_values
     db.session.commit()
     hx.toast(_("Incident %(ref)s created.", ref=incident.reference))
     if quick and hx.is_htmx():
@@ -159,7 +174,7 @@ def create():
             "new_row",
             incident=incident,
             now=now(),
-            **_form_context(_incident_form()),
+            **_form_context(_incident_form(products=[])),
         )
     return hx.location(url_for("incidents.detail", incident_id=incident.id))
 
@@ -196,6 +211,7 @@ def _detail_context(incident: Incident, **extra) -> dict:
         owner=service.account_owner(incident),
         follow=service.follow_ups(incident),
         visits=service.visible_interventions_of(incident, current_user),
+        custom_editing=None,  # (key, CustomInputs) of a custom field edited without htmx
     )
     context.update(extra)
     return context
@@ -270,6 +286,81 @@ def _apply(incident: Incident, name: str, value: str) -> str | None:
         if service.assign(incident, assignee):
             return _("Assigned to %(name)s.", name=assignee.name) if assignee else _("Unassigned.")
     return None
+
+
+# ---- custom fields of an incident, edited in place ---------------------------------------
+
+
+def _custom_field_or_404(key: str):
+    definition = cf.definition_by_key("incident", key)
+    if definition is None:
+        abort(404)
+    return definition
+
+
+def _custom_urls(incident: Incident, key: str) -> dict:
+    return {
+        "page": url_for("incidents.detail", incident_id=incident.id),
+        "show": url_for("incidents.show_custom_field", incident_id=incident.id, field_key=key),
+        "edit": url_for("incidents.edit_custom_field", incident_id=incident.id, field_key=key),
+        "update": url_for("incidents.update_custom_field", incident_id=incident.id, field_key=key),
+    }
+
+
+@bp.app_template_global()
+def incident_custom_urls(incident: Incident, key: str) -> dict:
+    return _custom_urls(incident, key)
+
+
+def _render_custom_field(incident: Incident, definition, ci=None, status: int = 200):
+    if hx.is_partial():
+        return hx.render_fragment(
+            "custom_fields/_record_field.html",
+            "field",
+            status=status,
+            d=definition,
+            values=incident.custom_fields or {},
+            urls=_custom_urls(incident, definition.key),
+            editable=has_permission(current_user, "incidents.edit"),
+            ci=ci,
+        )
+    return hx.render(
+        "incidents/detail.html",
+        status=status,
+        **_detail_context(incident, custom_editing=(definition.key, ci) if ci else None),
+    )
+
+
+@bp.route("/<int:incident_id>/custom/<field_key>")
+@requires("incidents.read")
+def show_custom_field(incident_id: int, field_key: str):
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    return _render_custom_field(incident, _custom_field_or_404(field_key))
+
+
+@bp.route("/<int:incident_id>/custom/<field_key>/edit")
+@requires("incidents.edit")
+def edit_custom_field(incident_id: int, field_key: str):
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    definition = _custom_field_or_404(field_key)
+    ci = CustomInputs.for_record("incident", incident.custom_fields, keys=[field_key])
+    return _render_custom_field(incident, definition, ci)
+
+
+@bp.route("/<int:incident_id>/custom/<field_key>", methods=["POST"])
+@requires("incidents.edit")
+def update_custom_field(incident_id: int, field_key: str):
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    definition = _custom_field_or_404(field_key)
+    ci = CustomInputs.for_record("incident", incident.custom_fields, request.form, keys=[field_key])
+    values = ci.validate(incident.custom_fields)
+    if values is None:
+        return _render_custom_field(incident, definition, ci, status=422)
+    incident.custom_fields = values
+    db.session.commit()
+    if not hx.is_htmx():
+        return hx.location(url_for("incidents.detail", incident_id=incident.id))
+    return _render_custom_field(incident, definition)
 
 
 @bp.route("/<int:incident_id>/messages", methods=["POST"])
