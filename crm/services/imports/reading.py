@@ -43,10 +43,10 @@ def check_bytes(content: bytes, max_bytes: int) -> None:
     if len(content) > max_bytes:
         raise ImportFileError(
             _(
-                "The file is too large (%(size)s MB); the limit is %(limit)s MB. "
+                "The file is too large (%(size)s); the limit is %(limit)s. "
                 "Split it into several files.",
-                size=f"{len(content) / 1_000_000:.1f}",
-                limit=f"{max_bytes / 1_000_000:.0f}",
+                size=_size(len(content)),
+                limit=_size(max_bytes),
             )
         )
     if not content.strip():
@@ -63,6 +63,10 @@ def check_bytes(content: bytes, max_bytes: int) -> None:
             raise ImportFileError(_("This is not a CSV file: choose a text file (.csv)."))
     if not _utf16_bom(content) and b"\x00" in content[:8192]:
         raise ImportFileError(_("This is not a CSV file: choose a text file (.csv)."))
+
+
+def _size(count: int) -> str:
+    return f"{count / 1_000_000:.1f} MB" if count >= 1_000_000 else f"{count / 1000:.0f} KB"
 
 
 def _utf16_bom(content: bytes) -> bool:
