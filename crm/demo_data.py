@@ -175,6 +175,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     _seed_incidents(users, contact_rows)
     _seed_interventions(users)
     _seed_mailboxes()
+    _seed_custom_fields(random.Random(seed + 1), contact_rows, company_rows)
     db.session.commit()
     return {
         "users": len(users),
@@ -768,3 +769,31 @@ def _seed_mailboxes() -> None:
                 smtp_security="none",
             )
         )
+
+
+def _seed_custom_fields(rng: random.Random, contacts: list[Contact], companies: list[Company]):
+    """A field of each kind an admin would add first, with values on some demo records."""
+    from crm.models import Deal, Incident
+    from crm.services import custom_fields
+
+    language = custom_fields.create_definition(
+        "contact", "Preferred language", "choice", ["French", "English", "German", "Spanish"]
+    )
+    contract = custom_fields.create_definition("company", "Contract number", "text")
+    budget = custom_fields.create_definition("deal", "Budget approved", "boolean")
+    serial = custom_fields.create_definition("incident", "Serial number", "text")
+    for contact in contacts:
+        if rng.random() < 0.6:
+            choice = rng.choices(language.choices, weights=(70, 20, 5, 5))[0]
+            contact.custom_fields = {**(contact.custom_fields or {}), language.key: choice}
+    for company in companies:
+        if company.stage == "customer" or rng.random() < 0.2:
+            number = f"CT-{rng.randint(2019, 2026)}-{rng.randint(100, 999)}"
+            company.custom_fields = {**(company.custom_fields or {}), contract.key: number}
+    for deal in db.session.scalars(select(Deal)):
+        if rng.random() < 0.5:
+            deal.custom_fields = {**(deal.custom_fields or {}), budget.key: rng.random() < 0.6}
+    for incident in db.session.scalars(select(Incident)):
+        if rng.random() < 0.7:
+            value = f"SN-{rng.randint(100000, 999999)}"
+            incident.custom_fields = {**(incident.custom_fields or {}), serial.key: value}
