@@ -59,7 +59,7 @@ class ReportError(ValueError):
     """A parameter that cannot be used: `field` names the input, the message is for the user."""
 
     def __init__(self, field_name: str, message):
-        super().__init__(str(message))
+        super().__init__(message)
         self.field = field_name
         self.message = message
 
