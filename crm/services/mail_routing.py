@@ -14,7 +14,7 @@ data) and told in the reader's language by describe().
 
 import re
 
-from flask import current_app
+from flask import current_app, has_request_context
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -252,9 +252,17 @@ _PURPOSES = {
 
 
 def describe(routing: dict | None) -> str:
-    """Why the message went where it went, in the reader's language; "" when not routed."""
+    """Why the message went where it went, in the reader's language (the request's; the
+    site's outside a request); "" when not routed."""
     if not routing:
         return ""
+    if not has_request_context():
+        with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "en")):
+            return _describe(routing)
+    return _describe(routing)
+
+
+def _describe(routing: dict) -> str:
     rule = routing.get("rule")
     mailbox = str(_PURPOSES.get(routing.get("purpose") or "", _PURPOSES["other"]))
     ref = f"#{routing['incident_id']}" if routing.get("incident_id") else ""
