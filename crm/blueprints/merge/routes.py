@@ -110,17 +110,22 @@ def companies(company_id: int, other_id: int):
     return _compare("company", company_id, other_id)
 
 
-# For templates: which picker a record's page links to.
-PICKERS = {
-    Contact: ("merge.pick_contact", "contact_id"),
-    Company: ("merge.pick_company", "company_id"),
+# For templates: the merge pages of a record, by its kind.
+PAGES = {
+    Contact: ("merge.pick_contact", "merge.contacts", "contact_id"),
+    Company: ("merge.pick_company", "merge.companies", "company_id"),
 }
 
 
 @bp.app_context_processor
-def _merge_url():
-    def merge_url(record) -> str | None:
-        endpoint, argument = PICKERS.get(type(record), (None, None))
-        return url_for(endpoint, **{argument: record.id}) if endpoint else None
+def _merge_urls():
+    def merge_url(record, other=None) -> str | None:
+        """The picker of `record`, or with `other` the screen merging `other` into it."""
+        if type(record) not in PAGES:
+            return None
+        pick, compare, argument = PAGES[type(record)]
+        if other is None:
+            return url_for(pick, **{argument: record.id})
+        return url_for(compare, **{argument: record.id}, other_id=other.id)
 
     return {"merge_url": merge_url}
