@@ -4,14 +4,13 @@ rep of another team, deals at known stages and dates, activities, incidents, int
 Every figure the tests expect is counted by hand from what is built here (see the comments)."""
 
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from crm.extensions import db
 from crm.models import Activity, DealStageHistory, Quota
 from tests.factories import (
     make_company,
-    make_contact,
     make_deal,
     make_pipeline,
     make_team,
@@ -64,7 +63,7 @@ def build_sales(now: datetime) -> Sales:
     stages = {s.name: s for s in pipeline.stages}
     company = make_company("Acme", country="France")
     s = Sales(team, other, manager, ann, bob, eve, pipeline, stages, company)
-    prospection, demo = stages["Prospection"], stages["Demo"]
+    demo = stages["Demo"]
     proposal, won, lost = stages["Proposal review"], stages["Won"], stages["Lost"]
 
     def deal(key, owner, created, amount, **fields):
@@ -112,7 +111,3 @@ def d_history(deal):
     return db.session.scalars(
         select(DealStageHistory).where(DealStageHistory.deal_id == deal.id)
     ).all()
-
-
-def contact_at(first, created, **fields):
-    return make_contact(first, created_at=created, **fields)

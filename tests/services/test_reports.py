@@ -128,7 +128,7 @@ def test_deal_amounts_sum_and_average_per_currency(ctx):
 
 
 def test_deals_closed_in_a_period_by_month_and_status(ctx):
-    s = build_sales(NOW)
+    build_sales(NOW)
     admin = make_user(role="admin", timezone="Europe/Paris")
     result = report(
         admin, dataset="deals", group="status", group2="month", date="closed", period="this_quarter"
