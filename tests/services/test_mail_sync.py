@@ -285,3 +285,41 @@ def test_inactive_and_unconfigured_mailboxes_are_left_alone(dovecot, imap_user):
     db.session.commit()
     assert sync_mailbox(other.id).skipped == "not configured"
     assert _count(EmailMessage) == 0
+
+
+def test_timeline_links_are_idempotent_and_reach_companies_by_their_own_address():
+    from crm.services.email_threading import attach_to_thread
+    from crm.services.email_timeline import link_known_records
+    from tests.factories import make_company
+
+    author = make_user(role="sales")
+    acme = make_company("Acme", email="Contact@Acme.test")
+    buyer = make_contact("Bea", "Buyer", email="bea@acme.test", company=acme)
+    other = make_company("Other", email="hello@other.test")
+    db.session.add(Mailbox(name="Sales", address="sales@ourcompany.test"))
+    message = EmailMessage(
+        direction="out",
+        status="queued",
+        message_id="<out-7@ourcompany.test>",
+        message_id_key="out-7@ourcompany.test",
+        subject="Our offer",
+        snippet="Please find our offer",
+        from_address="sales@ourcompany.test",
+        to_addresses=["Bea <BEA@acme.test>", "contact@acme.test"],
+        cc_addresses=["hello@other.test", "sales@ourcompany.test"],
+        author=author,
+    )
+    db.session.add(message)
+    attach_to_thread(message)
+
+    added = link_known_records(message)
+    again = link_known_records(message)
+
+    assert again == []
+    assert message.contact == buyer and message.company == acme
+    assert message.thread.contact_id == buyer.id
+    # Bea (with Acme: Acme needs no entry of its own), and Other by its own address.
+    assert [(a.contact_id, a.company_id) for a in added] == [(buyer.id, acme.id), (None, other.id)]
+    assert {(a.kind, a.author_id, a.subject, a.body) for a in added} == {
+        ("email", author.id, "Our offer", "Please find our offer")
+    }
