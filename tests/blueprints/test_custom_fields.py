@@ -81,6 +81,8 @@ def test_admin_edits_a_field_in_place_and_a_type_change_with_values_is_refused(a
         f"/admin/fields/{field_id}/edit", headers=htmx_headers(f"li#field-def-{field_id}")
     )
     assert editor.status_code == 200 and 'value="Code"' in editor.text
+    whole = client.get(f"/admin/fields/{field_id}/edit")
+    assert "<html" in whole.text and 'value="Code"' in whole.text
     prefix = f"f{field_id}-"
     refused = client.post(
         f"/admin/fields/{field_id}",
@@ -246,6 +248,9 @@ def test_contact_page_shows_the_fields_and_edits_one_in_place(as_role):
     db.session.expire_all()
     assert db.session.get(Contact, contact.id).custom_fields == {"seats": 1234.5}
     assert client.get(f"/contacts/{contact.id}/custom/nope/edit").status_code == 404
+    # Without htmx (a new tab, no JavaScript): the whole page with that field's editor open.
+    whole = client.get(url + "/edit")
+    assert whole.status_code == 200 and "<html" in whole.text and 'name="cf-seats"' in whole.text
 
 
 def test_a_technician_cannot_edit_a_contact_field(as_role):
