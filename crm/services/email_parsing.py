@@ -122,7 +122,7 @@ def _header(message, name: str) -> str:
                 break
     if value is None:
         return ""
-    return _SPACES.sub(" ", str(value)).strip()
+    return _SPACES.sub(" ", str(value)).replace("\x00", "").strip()
 
 
 def _addresses(message, name: str) -> list[tuple[str, str]]:
@@ -138,7 +138,11 @@ def _addresses(message, name: str) -> list[tuple[str, str]]:
         pairs = []
     if not pairs:
         pairs = [(n, a) for n, a in getaddresses([_header(message, name)]) if "@" in a]
-    return [(n.strip()[:_ADDRESS_LENGTH], a.strip()[:_ADDRESS_LENGTH]) for n, a in pairs]
+    return [
+        (n.replace("\x00", "").strip()[:_ADDRESS_LENGTH], a.strip()[:_ADDRESS_LENGTH])
+        for n, a in pairs
+        if "\x00" not in a
+    ]
 
 
 _SPECIALS = re.compile(r'[()<>@,;:\\".\[\]]')
@@ -463,7 +467,8 @@ def parse_message(raw: bytes) -> ParsedEmail:
 
     if text is None or not text.strip():
         text = html_to_text(html_body) if html_body else (text or "")
-    text = text.replace("\r\n", "\n").strip()
+    # PostgreSQL text holds no NUL character; no reader misses one.
+    text = text.replace("\r\n", "\n").replace("\x00", "").strip()
     if dropped:
         text = f"{text}\n\n{_dropped_note(dropped)}".strip()
 
@@ -481,7 +486,7 @@ def parse_message(raw: bytes) -> ParsedEmail:
         cc=_formatted(_addresses(message, "Cc")),
         date=_date(message),
         text=text,
-        html=sanitize_html(html_body) if html_body else None,
+        html=sanitize_html(html_body.replace("\x00", "")) if html_body else None,
         snippet=snippet_of(text),
         attachments=attachments,
         dropped=dropped,

@@ -69,6 +69,9 @@ def test_unknown_and_broken_charsets_decode_with_replacement_never_crash():
     assert parsed.subject.startswith("caf")
     assert "ok" in parsed.text and "\ufffd" in parsed.text
 
+    with_nul = parse_message(b"From: a@example.com\r\nSubject: a\x00b\r\n\r\nc\x00d\r\n")
+    assert (with_nul.subject, with_nul.text) == ("ab", "cd")  # PostgreSQL refuses NUL in text
+
     utf8_lie = b"From: a@example.com\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbad \xe9\xe8 bytes\r\n"
     assert parse_message(utf8_lie).text == "bad \ufffd\ufffd bytes"
 
