@@ -79,10 +79,9 @@ def test_times_are_shown_in_the_users_time_zone(as_role):
     assert "1/16/20, 8:30" in page  # 23:30 UTC is 08:30 the next day in Tokyo
 
 
-def test_coming_soon_areas_say_so(as_role):
+def test_reports_are_no_longer_coming_soon(as_role):
     client, _ = as_role("manager")
-    for path in ("/reports",):
-        assert "Coming soon" in client.get(path).text
+    assert "Coming soon" not in client.get("/reports").text
 
 
 def test_forbidden_under_htmx_is_a_clear_toast_not_a_blank_swap(as_role):
