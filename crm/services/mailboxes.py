@@ -179,24 +179,9 @@ def set_active(mailbox: Mailbox, active: bool) -> None:
 def request_sync(mailbox: Mailbox) -> None:
     """Queue a sync of `mailbox` now (the worker runs it); a second request while one
     waits is the same job."""
-    from crm.jobs import mail_sync
+    from crm.jobs.mail_sync import request_sync as enqueue
 
-    if hasattr(mail_sync, "request_sync"):
-        mail_sync.request_sync(mailbox)
-        return
-    from rq.exceptions import NoSuchJobError
-    from rq.job import Job, JobStatus
-
-    from crm.queues import queue
-
-    mail = queue("mail")
-    job_id = f"mail-sync-{mailbox.id}"
-    try:
-        waiting = Job.fetch(job_id, connection=mail.connection).get_status() == JobStatus.QUEUED
-    except NoSuchJobError:
-        waiting = False
-    if not waiting:
-        mail.enqueue("crm.jobs.mail_sync.sync_mailbox_job", mailbox.id, job_id=job_id)
+    enqueue(mailbox)
 
 
 # ---- the connection check ------------------------------------------------------------
