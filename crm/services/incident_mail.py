@@ -6,7 +6,7 @@ from the default sender; it goes to the incident's contact, with the subject
 answers the last message the customer sent in that thread.
 """
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from crm.extensions import db
 from crm.models import EmailMessage, EmailThread, Incident, IncidentMessage, Mailbox, User
@@ -25,32 +25,32 @@ def support_mailbox() -> Mailbox | None:
     return db.session.scalars(query).first()
 
 
-def incident_thread(incident: Incident) -> EmailThread:
-    """The incident's conversation by email (the newest, if mail made several), or a new one."""
-    thread = db.session.scalars(
-        select(EmailThread)
-        .where(EmailThread.incident_id == incident.id)
-        .order_by(EmailThread.last_message_at.desc(), EmailThread.id.desc())
-        .limit(1)
-    ).first()
-    if thread is None:
-        thread = EmailThread(
-            subject=incident.subject[:300],
-            incident_id=incident.id,
-            contact_id=incident.contact_id,
+def incident_thread(incident: Incident) -> tuple[EmailThread, EmailMessage | None]:
+    """The incident's conversation by email (the newest, if mail made several) and the last
+    message the customer sent in it, in one query; a new thread when there is none."""
+    found = db.session.execute(
+        select(EmailThread, EmailMessage)
+        .outerjoin(
+            EmailMessage,
+            and_(EmailMessage.thread_id == EmailThread.id, EmailMessage.direction == "in"),
         )
-        db.session.add(thread)
-        db.session.flush()
-    return thread
-
-
-def last_inbound(thread: EmailThread) -> EmailMessage | None:
-    return db.session.scalars(
-        select(EmailMessage)
-        .where(EmailMessage.thread_id == thread.id, EmailMessage.direction == "in")
-        .order_by(EmailMessage.sent_at.desc(), EmailMessage.id.desc())
+        .where(EmailThread.incident_id == incident.id)
+        .order_by(
+            EmailThread.last_message_at.desc(),
+            EmailThread.id.desc(),
+            EmailMessage.id.is_(None),
+            EmailMessage.sent_at.desc(),
+            EmailMessage.id.desc(),
+        )
         .limit(1)
     ).first()
+    if found is not None:
+        return found[0], found[1]
+    thread = EmailThread(
+        subject=incident.subject[:300], incident_id=incident.id, contact_id=incident.contact_id
+    )
+    db.session.add(thread)
+    return thread, None
 
 
 def reply_subject(incident: Incident) -> str:
@@ -65,7 +65,7 @@ def send_reply(actor: User, incident: Incident, reply: IncidentMessage) -> Email
     if not address:
         reply.email_status = NO_ADDRESS
         return None
-    thread = incident_thread(incident)
+    thread, last_inbound = incident_thread(incident)
     message = outbox.queue_message(
         actor,
         support_mailbox(),
@@ -77,7 +77,7 @@ def send_reply(actor: User, incident: Incident, reply: IncidentMessage) -> Email
         company=incident.company,
         incident=incident,
         thread=thread,
-        in_reply_to=last_inbound(thread),
+        in_reply_to=last_inbound,
     )
     reply.email = message
     reply.email_status = "queued"

@@ -437,10 +437,8 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
     _opened_by_agent(incident)
     if first_reply:
         sla.first_response(incident, at=message.created_at)
-    if kind == "reply":
-        db.session.flush()
-        if incident_mail.send_reply(actor, incident, message) is not None:
-            return message
+    if kind == "reply" and incident_mail.send_reply(actor, incident, message) is not None:
+        return message
     if incident.contact is not None or incident.company is not None:
         record_activity(
             actor,
