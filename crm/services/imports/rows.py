@@ -414,7 +414,8 @@ class BatchLookup:
         for item in parsed:
             if context.entity == "contacts":
                 emails.add(email_key(item["fields"].get("email")))
-                phones.add(phone_key(item["fields"].get("phone")))
+                if not item["fields"].get("email"):  # a phone number matches only without an email
+                    phones.add(phone_key(item["fields"].get("phone")))
                 companies.add(fold(item["company"]))
                 tags.update(item["tags"])
             elif context.entity == "companies":
@@ -592,16 +593,9 @@ def write_contact(context: RunContext, lookup: BatchLookup, number: int, item: d
         contact.company = _company_for(context, lookup, item["company"], outcome)
     if item["tags"]:
         contact.tags = _tags_for(lookup, item["tags"])
+    # No "created" entry on the timeline for each row: the audit log has the creation, and
+    # 50,000 of them would double the rows an import writes.
     db.session.add(contact)
-    db.session.add(
-        Activity(
-            kind="system",
-            author_id=context.actor.id,
-            contact=contact,
-            company=contact.company,
-            data={"event": "created"},
-        )
-    )
     if item["notes"]:
         _note(context, item["notes"], contact=contact, company=contact.company)
     lookup.remember_contact(contact)
