@@ -176,6 +176,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     _seed_interventions(users)
     _seed_mailboxes()
     _seed_custom_fields(random.Random(seed + 1), contact_rows, company_rows)
+    _seed_leads(users)
     db.session.commit()
     return {
         "users": len(users),
@@ -797,3 +798,63 @@ def _seed_custom_fields(rng: random.Random, contacts: list[Contact], companies: 
         if rng.random() < 0.7:
             value = f"SN-{rng.randint(100000, 999999)}"
             incident.custom_fields = {**(incident.custom_fields or {}), serial.key: value}
+
+
+def _seed_leads(users: list[User]) -> None:
+    """Scoring rules, routing rules by region (the rest taking turns in the Sales team), a
+    web form; then every lead scored at once, so the hot list has its order from the start."""
+    from crm.models import LeadForm, RoutingRule, ScoringRule
+    from crm.services import lead_scoring
+
+    by_email = {u.email: u for u in users}
+    sales_team = by_email["manager@demo.example"].team
+    rules = [
+        (
+            "Company of 50 people or more",
+            20,
+            {"type": "field", "field": "company.employees", "op": "gt", "value": 49},
+        ),
+        (
+            "Software or IT company",
+            10,
+            {"type": "field", "field": "company.industry", "op": "contains", "value": "soft"},
+        ),
+        ("Has a phone number", 5, {"type": "field", "field": "phone", "op": "set", "value": None}),
+        ("Called within 30 days", 10, {"type": "activity", "kind": "call", "within_days": 30}),
+        (
+            "Opened our emails (90 days)",
+            5,
+            {"type": "activity", "kind": "email_opened", "within_days": 90, "count": "each"},
+        ),
+        ("Sent a web form", 15, {"type": "activity", "kind": "web_form", "within_days": 60}),
+        ("No activity for 30 days", -10, {"type": "inactive", "days": 30}),
+    ]
+    for position, (name, points, condition) in enumerate(rules):
+        db.session.add(
+            ScoringRule(name=name, points=points, condition=condition, position=position)
+        )
+    routing = [
+        ("Auvergne-Rhône-Alpes", {"countries": ["FR"], "regions": ["ARA"]}, "sales@demo.example"),
+        ("Île-de-France", {"countries": ["FR"], "regions": ["IDF"]}, "hugo@demo.example"),
+        ("Big accounts", {"min_employees": 200}, "manager@demo.example"),
+    ]
+    for position, (name, conditions, email) in enumerate(routing):
+        db.session.add(
+            RoutingRule(name=name, conditions=conditions, owner=by_email[email], position=position)
+        )
+    db.session.add(
+        RoutingRule(
+            name="Hot leads elsewhere",
+            conditions={"min_score": 30},
+            team=sales_team,
+            position=len(routing),
+        )
+    )
+    db.session.add(
+        LeadForm(
+            name="Contact us (website)", source="web_form", token="demo-contact-us", active=True
+        )
+    )
+    db.session.flush()
+    for batch in lead_scoring.lead_ids():
+        lead_scoring.recompute(batch)
