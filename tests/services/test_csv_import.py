@@ -539,3 +539,27 @@ def test_rejected_rows_csv_is_the_original_rows_neutralized(admin):
     header, rows = runner.rejected_csv_rows(db.session.get(DataImport, data_import.id))
     assert header == ["Row", "Reason", "Name", "Email", "Note"]
     assert list(rows) == [[2, "Invalid email: bad", '=HYPERLINK("x")', "bad", "a"]]
+
+
+def test_new_leads_are_routed_to_the_right_reps(admin):
+    from crm.models import RoutingRule, Task
+
+    lyon_rep = make_user(role="sales", name="Lyon Rep", email="lyon@example.com")
+    team_rep = make_user(role="sales", name="Team Rep", email="team@example.com")
+    db.session.add(RoutingRule(name="Rhône", conditions={"postcode_prefixes": ["69"]}, owner=lyon_rep))
+    db.session.commit()
+    content = (
+        "Prénom;Nom;E-mail;Code postal;Propriétaire\n"
+        "Anne;A;anne@example.com;69003;\n"
+        "Ben;B;ben@example.com;75011;\n"
+        "Carl;C;carl@example.com;69100;admin@example.com\n"
+    )
+    data_import = run_import(admin, "contacts", content.encode(), route_leads=True)
+    assert data_import.created_count == 3
+    owners = dict(db.session.execute(select(Contact.email, Contact.owner_id)).all())
+    assert owners["anne@example.com"] == lyon_rep.id  # the rule
+    assert owners["ben@example.com"] in {lyon_rep.id, team_rep.id}  # round-robin among reps
+    assert owners["carl@example.com"] == admin.id  # the file's owner column wins
+    anne = db.session.scalars(select(Contact).where(Contact.email == "anne@example.com")).one()
+    assert "Rhône" in anne.routing_reason
+    assert db.session.scalar(select(func.count()).where(Task.assignee_id == lyon_rep.id)) >= 1

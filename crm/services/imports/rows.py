@@ -24,7 +24,7 @@ from crm.models.contacts import STAGES
 from crm.models.search_keys import email_key, fold, phone_key
 from crm.models.types import utcnow
 from crm.permissions import visible_activities, visible_companies, visible_contacts
-from crm.services import custom_fields
+from crm.services import custom_fields, lead_routing
 from crm.services.imports.fields import CUSTOM_ENTITY, CUSTOM_PREFIX, labels
 
 _PHONE = re.compile(r"^[0-9+().\s/-]{4,40}$")
@@ -586,9 +586,9 @@ def write_contact(context: RunContext, lookup: BatchLookup, number: int, item: d
     if contact.consent_status and contact.consent_status != "unknown":
         contact.consent_at = utcnow()
     if "owner_id" not in fields:
-        # Routed once it has its id; whoever imports owns it otherwise.
+        # Routed once it has its id (see route()); whoever imports owns it otherwise.
         outcome.route = context.route_leads
-        contact.owner_id = context.actor.id
+        contact.owner_id = None if outcome.route else context.actor.id
     if item["company"]:
         contact.company = _company_for(context, lookup, item["company"], outcome)
     if item["tags"]:
@@ -706,6 +706,15 @@ def write_note(context: RunContext, lookup: BatchLookup, number: int, item: dict
 
 
 WRITERS = {"contacts": write_contact, "companies": write_company, "notes": write_note}
+
+
+def route(context: RunContext, outcome: Outcome) -> None:
+    """A new lead to its rep by the routing rules; to whoever imports when no rule or team
+    takes it."""
+    contact = outcome.record
+    lead_routing.route_lead(contact, context.actor)
+    if contact.owner_id is None and contact.owner is None:
+        contact.owner_id = context.actor.id
 
 
 def finish_outcome(outcome: Outcome) -> None:

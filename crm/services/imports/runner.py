@@ -27,7 +27,7 @@ from crm.extensions import db
 from crm.models import Activity, Company, Contact, DataImport, Deal, ImportRow, Incident, User
 from crm.models.leads import DUPLICATE_POLICIES, IMPORT_ENTITIES
 from crm.models.types import utcnow
-from crm.services import audit, lead_routing
+from crm.services import audit
 from crm.services.imports import fields as import_fields
 from crm.services.imports.reading import (
     FileFormat,
@@ -46,6 +46,7 @@ from crm.services.imports.rows import (
     RowRejected,
     RunContext,
     finish_outcome,
+    route,
 )
 from crm.services.reminders import user_zone
 
@@ -353,7 +354,7 @@ def _write_rows(context: RunContext, actor_id: int, batch: list, *, one_by_one: 
         db.session.flush()
         for _number, outcome in outcomes:
             if outcome.route:
-                lead_routing.route_lead(outcome.record, context.actor)
+                route(context, outcome)
         db.session.flush()
     _record(context.import_id, outcomes)
 
@@ -364,7 +365,7 @@ def _write_alone(context, lookup, write, number, item) -> Outcome:
             outcome = write(context, lookup, number, item)
             db.session.flush()
             if outcome.route:
-                lead_routing.route_lead(outcome.record, context.actor)
+                route(context, outcome)
                 db.session.flush()
         return outcome
     except RowRejected as error:
