@@ -369,3 +369,21 @@ def test_a_personal_mailbox_is_offered_first_and_makes_the_mail_a_team_one(as_ro
     assert '<option selected value="team">' in page
     response = _compose(client, customer, mailbox=str(someone_else.id))
     assert response.status_code == 422
+
+
+def test_the_timeline_reads_its_emails_in_one_query(as_role, customer):
+    client, me = as_role("sales")
+    _message(me, customer, subject="First")
+
+    def queries() -> int:
+        response = client.get(f"/contacts/{customer.id}")
+        assert response.status_code == 200 and "First" in response.text
+        return int(response.headers["X-SQL-Queries"])
+
+    few = queries()
+    for i in range(20):
+        _message(
+            make_user(), customer, subject=f"Mail {i}", privacy="private" if i % 2 else "public"
+        )
+    many = queries()
+    assert many == few
