@@ -196,7 +196,8 @@ def describe(conditions: dict | None) -> str:
     if c.get("countries"):
         parts.append(_("country %(list)s", list=", ".join(c["countries"])))
     if c.get("regions"):
-        parts.append(_("region %(list)s", list=", ".join(c["regions"])))
+        names = [REGIONS.get(code, (code,))[0] for code in c["regions"]]
+        parts.append(_("region %(list)s", list=", ".join(names)))
     if c.get("postcode_prefixes"):
         parts.append(_("postcode %(list)s…", list="…, ".join(c["postcode_prefixes"])))
     if c.get("min_employees") is not None and c.get("max_employees") is not None:

@@ -303,7 +303,7 @@ def test_routing_rules_and_their_dry_run(as_role, team):
         data={"country": "France", "postcode": "69003", "employees": "40", "score": "0"},
         headers=htmx_headers("div#dry-run"),
     )
-    assert "Would go to Lyon Rep" in tried.text and "Rhône" in tried.text
+    assert "Would go to Lyon Rep" in tried.text and "Auvergne-Rhône-Alpes" in tried.text
     elsewhere = client.post(
         "/leads/routing/dry-run",
         data={"country": "France", "postcode": "13001", "employees": "40"},

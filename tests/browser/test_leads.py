@@ -88,3 +88,30 @@ def test_a_visitor_sends_the_form_and_the_routed_rep_calls_back(
     expect(page.locator("#timeline")).to_contain_text("Could you call me about a quote?")
     page.screenshot(path=tmp_path / "lead.png", full_page=True)
     assert seed.get(Contact, lead.id).source == "web_form"
+
+
+def test_an_admin_adds_a_routing_rule_and_tries_a_lead(
+    page: Page, seed, signed_in, clicks, tmp_path
+):
+    admin = factories.make_user(role="admin", name="Alice Admin")
+    factories.make_user(role="sales", name="Lyon Rep")
+    seed.commit()
+    signed_in(page, admin)
+    page.goto("/leads/routing")
+    with clicks.task("add a routing rule by region", 1):
+        form = page.locator("#routing-panel details.rule-add form")
+        form.get_by_label("Name").fill("Rhône-Alpes")
+        form.get_by_label("French regions").select_option("ARA")
+        form.get_by_label("Give to").select_option(label="Lyon Rep")
+        clicks.click(form.get_by_role("button", name="Add the rule"))
+        expect(page.locator("#routing-panel .rule-list")).to_contain_text("Rhône-Alpes")
+    with clicks.task("try a sample lead in the dry run", 1):
+        dry = page.locator("#dry-run")
+        dry.get_by_label("Country").fill("France")
+        dry.get_by_label("Postcode").fill("69003")
+        clicks.click(dry.get_by_role("button", name="Try"))
+        expect(dry.locator(".dry-run-result")).to_contain_text("Would go to Lyon Rep")
+        expect(dry.locator(".dry-run-result")).to_contain_text("Rhône-Alpes")
+    page.screenshot(path=tmp_path / "routing.png", full_page=True)
+    page.goto("/leads/scoring")
+    page.screenshot(path=tmp_path / "scoring.png", full_page=True)

@@ -278,6 +278,7 @@ def _routing_context(**overrides) -> dict:
         "decision": None,
         "default_team": lead_routing.default_team(),
         "describe": lead_routing.describe,
+        "regions": lead_routing.REGIONS,
     }
     context.update(overrides)
     return context
