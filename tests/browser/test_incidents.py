@@ -96,7 +96,10 @@ def test_an_agent_creates_takes_answers_and_puts_on_hold(
     incident = stored()
     assert (incident.assignee_id, incident.status) == (agent.id, "waiting")
     message = db.session.scalars(db.select(IncidentMessage)).one()
-    assert (message.kind, message.email_status) == ("reply", "pending")
+    assert (message.kind, message.email_status) == (
+        "reply",
+        "queued",
+    )  # an email to the customer, on its way
 
     page.goto("/incidents")
     expect(page.locator("#incident-rows")).to_contain_text("Machine stops after ten minutes")
