@@ -392,16 +392,18 @@ def add_message(incident_id: int):
             status=422,
             **_detail_context(incident, message_form=form, gaps=gaps),
         )
-    service.add_message(current_user, incident, kind, form.body.data)
+    message = service.add_message(current_user, incident, kind, form.body.data)
+    emailed = message.email_status == "queued"  # read before the commit expires it
     db.session.commit()
     # Read back before anything touches the user the commit expired (the toast's language
     # does): the agents' query then refreshes an agent's row too, not a query of its own.
     context = _header_context(incident) if hx.is_htmx() else None
-    hx.toast(
-        _("Reply saved: it goes out by email once email is set up.")
-        if kind == "reply"
-        else _("Note added.")
-    )
+    if kind != "reply":
+        hx.toast(_("Note added."))
+    elif emailed:
+        hx.toast(_("Reply sent to the customer by email."))
+    else:
+        hx.toast(_("Reply saved, but not sent: the customer has no email address."), "warning")
     if context is None:
         return hx.location(url_for("incidents.detail", incident_id=incident_id))
     return hx.render_fragment(
