@@ -425,21 +425,24 @@ def test_a_manager_sees_the_team_leads_first(as_role):
     assert re.findall(r'class="score-badge[^"]*">(-?\d+)<', page) == ["30"]
 
 
-def test_the_hot_list_pages_by_keyset(as_role, data_app):
+def test_the_hot_list_pages_by_keyset(app, as_role):
     client, rep = as_role("sales")
     _leads(rep, [50] * 7 + [10] * 5)
     db.session.commit()
-    size = data_app.config["PAGE_SIZE"]
-    data_app.config["PAGE_SIZE"] = 5
+    size = app.config["PAGE_SIZE"]
+    app.config["PAGE_SIZE"] = 5
+    pages = 0
     try:
         seen, url = [], "/leads"
         while url:
             page = client.get(url, headers=htmx_headers("tr#load-more") if seen else {})
             seen += re.findall(r'href="/contacts/(\d+)"', page.text)
+            pages += 1
             more = re.search(r'id="load-more" hx-get="([^"]+)"', page.text)
             url = more.group(1).replace("&amp;", "&") if more else None
     finally:
-        data_app.config["PAGE_SIZE"] = size
+        app.config["PAGE_SIZE"] = size
+    assert pages == 3
     assert len(seen) == len(set(seen)) == 12
 
 
