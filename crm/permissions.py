@@ -99,6 +99,10 @@ POLICY: dict[str, frozenset[str]] = {
     # Export a filtered list (what the list shows to this user: no amounts for support).
     "records.export": OFFICE,
     "records.merge": frozenset({ADMIN, MANAGER}),
+    # Campaigns mail many customers at once and show revenue across reps: managers and admins.
+    "campaigns.manage": frozenset({ADMIN, MANAGER}),
+    # Segments read the shared address book (deal conditions within visible_deals): sales too.
+    "segments.use": frozenset({ADMIN, MANAGER, SALES}),
 }
 
 PUBLIC = "public"

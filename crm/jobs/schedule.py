@@ -17,6 +17,7 @@ class PeriodicJob:
 
 
 def periodic_jobs(config) -> list[PeriodicJob]:
+    from crm.jobs.campaigns import sweep_campaigns
     from crm.jobs.lead_scoring import rescore_stale_leads
     from crm.jobs.mail_sync import sync_all_mailboxes
     from crm.jobs.outbox import sweep_outbox
@@ -31,6 +32,8 @@ def periodic_jobs(config) -> list[PeriodicJob]:
         PeriodicJob(sync_all_mailboxes, "mail", config.get("MAIL_SYNC_SECONDS", 60)),
         # Email out: queued messages whose next attempt is due, and sends a worker lost.
         PeriodicJob(sweep_outbox, "mail", config.get("OUTBOX_SWEEP_SECONDS", 60)),
+        # Campaigns: deliveries and opens onto recipients, lost chains of sends restarted.
+        PeriodicJob(sweep_campaigns, "mail", config.get("CAMPAIGN_SWEEP_SECONDS", 60)),
         # Lead scores that depend on time passing ("no activity in 30 days").
         PeriodicJob(rescore_stale_leads, "default", config.get("LEAD_RESCORE_SECONDS", 3600)),
     ]

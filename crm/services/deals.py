@@ -129,6 +129,8 @@ def create_deal(
         updated_by=actor,
         expected_close=expected_close,
         source=source,
+        # First-touch attribution: the campaign that brought the contact in.
+        campaign_id=contact.campaign_id if contact is not None else None,
     )
     db.session.add(deal)
     db.session.add(

@@ -42,14 +42,16 @@ def route(message: EmailMessage, *, automatic: bool = False) -> dict:
     if not sender or sender in own_addresses():
         # Our own mail coming back (a copy, a forward between our mailboxes): never a customer.
         routing = {"rule": "own_address", "purpose": purpose}
+    elif message.campaign_id is not None and not automatic:
+        # A reply in a campaign's thread (threading set campaign_id): a task for the
+        # person who answers it, whatever the mailbox it came to.
+        routing = _route_campaign_reply(message)
     elif purpose == "support":
         routing = _route_support(message, automatic)
     elif purpose == "sales":
         routing = _route_sales(message, automatic)
     else:
         routing = {"rule": "timeline_only", "purpose": purpose}
-    # (Replies to a campaign: threading sets message.campaign_id from the campaign's mail;
-    # handing them to the campaign's owner belongs here once campaigns send mail.)
     message.routing = routing
     return routing
 
@@ -192,6 +194,37 @@ def _customer(message: EmailMessage) -> tuple[Contact, bool]:
     return contact, True
 
 
+# ---- campaigns -------------------------------------------------------------------
+
+
+def _route_campaign_reply(message: EmailMessage) -> dict:
+    """The recipient marked replied and a task for the contact's owner or the campaign's
+    (Campaign.replies_to); a stranger answering (a forwarded mailing) becomes a lead
+    attributed to the campaign."""
+    from crm.services import campaigns
+
+    contact = find_contact(message.from_address)
+    created = False
+    if contact is None:
+        from crm.services.leads import capture_lead
+
+        first, last = split_name(message.from_name)
+        contact = capture_lead(
+            source="campaign",
+            first_name=first,
+            last_name=last,
+            email=message.from_address,
+            message=message.text_body or message.snippet,
+            route=True,
+        )
+        contact.campaign_id = message.campaign_id
+        created = True
+    message.contact = contact
+    routing = campaigns.record_reply(message, contact)
+    routing["contact_created"] = created
+    return routing
+
+
 # ---- sales -----------------------------------------------------------------------
 
 
@@ -309,6 +342,12 @@ def _describe(routing: dict) -> str:
             "New lead (mail to the sales mailbox from an unknown sender), given an owner by "
             "the lead routing rules"
         )
+    if rule == "campaign_reply":
+        if routing.get("assigned_to") == "contact_owner":
+            return _("A reply to a campaign: a task for the contact's owner, as the campaign asks")
+        if routing.get("assigned_to") == "campaign_owner":
+            return _("A reply to a campaign: a task for the campaign's owner")
+        return _("A reply to a campaign: nobody active to hand it to")
     if rule == "own_address":
         return _("Kept on the timeline only: it comes from one of our own addresses")
     return _("Kept on the timeline only (mail to %(mailbox)s)", mailbox=mailbox)

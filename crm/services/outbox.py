@@ -444,6 +444,10 @@ def build(message: EmailMessage):
         headers["In-Reply-To"] = message.in_reply_to
     if message.references:
         headers["References"] = message.references
+    if message.campaign_id is not None:  # List-Unsubscribe (RFC 2369, 8058)
+        from crm.services.campaigns import list_unsubscribe_headers
+
+        headers.update(list_unsubscribe_headers(message))
     body_html = message.html_body
     if message.track_opens and message.tracking_token:
         body_html = (body_html or text_to_html(message.text_body or "")) + (
