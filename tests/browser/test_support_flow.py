@@ -133,7 +133,9 @@ def test_a_complaint_from_the_customers_page_to_the_signed_report(
     card.get_by_role("link", name=labels["Report"]).tap()
     phone.get_by_label(labels["Work done"]).fill("Thermostat remplacé, four à 250 °C.")
     phone.get_by_label(labels["Customer's name"]).fill("Marie Curie")
-    _draw_with_a_mouse(phone, phone.locator(".signature-canvas").bounding_box())
+    pad = phone.locator(".signature-canvas")
+    pad.scroll_into_view_if_needed()  # as the technician scrolls down to it
+    _draw_with_a_mouse(phone, pad.bounding_box())
     expect(phone.locator("input.signature-value")).to_have_value(re.compile(r"^data:image/png"))
     phone.get_by_role("button", name=labels["Save the report and close the visit"]).tap()
     with app.test_request_context(), force_locale("fr"):
