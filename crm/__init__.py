@@ -115,6 +115,7 @@ def _register_blueprints(app: Flask) -> None:
     from crm.blueprints.admin.routes import bp as admin_bp
     from crm.blueprints.agenda.routes import bp as agenda_bp
     from crm.blueprints.auth.routes import bp as auth_bp
+    from crm.blueprints.campaigns.routes import bp as campaigns_bp
     from crm.blueprints.companies.routes import bp as companies_bp
     from crm.blueprints.contacts.routes import bp as contacts_bp
     from crm.blueprints.custom_fields.routes import bp as custom_fields_bp
@@ -161,6 +162,7 @@ def _register_blueprints(app: Flask) -> None:
         merge_bp,
         dashboards_bp,
         reports_bp,
+        campaigns_bp,
     )
     for blueprint in blueprints:
         app.register_blueprint(blueprint)

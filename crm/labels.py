@@ -113,6 +113,8 @@ def navigation() -> list[tuple[str, str, str, str]]:
                 "interventions",
             ),
             ("reports.index", AREA_LABELS["reports"], "reports.view", "reports"),
+            ("campaigns.index", _l("Campaigns"), "campaigns.manage", "campaigns"),
+            ("campaigns.segment_index", _l("Segments"), "segments.use", "segments"),
             ("admin.list_users", AREA_LABELS["admin"], "users.manage", "admin"),
         ]
     )
@@ -207,6 +209,8 @@ def system_event_text(data: dict | None) -> str:
             name=data.get("technician"),
             title=data.get("title"),
         )
+    if event == "unsubscribed":
+        return _("Unsubscribed from marketing email (campaign %(name)s).", name=data.get("campaign"))
     if event == "merged":
         return _("Merged with %(name)s (#%(id)s).", name=data.get("name"), id=data.get("id"))
     return _("Record changed.")

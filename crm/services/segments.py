@@ -265,7 +265,7 @@ def from_form(form) -> Draft:
             # Another field picked: start from its defaults, not from the old field's value.
             condition = default_condition(name)
             if condition is not None:
-                draft.conditions.append(condition)
+                _append_default(draft, condition)
                 continue
         values = form.getlist(f"c{index}_value")
         spec = spec_for(name)
@@ -289,8 +289,17 @@ def from_form(form) -> Draft:
     if added and len(draft.conditions) < MAX_CONDITIONS:
         condition = default_condition(added)
         if condition is not None:
-            draft.conditions.append(condition)
+            _append_default(draft, condition)
     return draft
+
+
+def _append_default(draft: Draft, condition: Condition) -> None:
+    """A condition just picked, with its defaults: counted only once it is complete."""
+    try:
+        draft.conditions.append(check(condition.as_data()))
+    except SegmentError as error:
+        draft.errors[len(draft.conditions)] = error.args[0]
+        draft.conditions.append(condition)
 
 
 def from_segment(segment: Segment) -> Draft:

@@ -220,7 +220,7 @@ def test_the_builder_form_adds_removes_and_keeps_errors(ctx):
             ("c1_op", "gte"),
             ("c1_value", "abc"),
             ("c2_field", "city"),
-            ("c2_was", "country"),  # the field was just changed: its defaults, no error
+            ("c2_was", "country"),  # the field was just changed: its defaults, to be filled
             ("c2_op", "eq"),
             ("c2_value", "x"),
             ("add", "deals"),
@@ -229,10 +229,10 @@ def test_the_builder_form_adds_removes_and_keeps_errors(ctx):
     draft = segments.from_form(form)
     assert [c.field for c in draft.conditions] == ["stage", "score", "city", "deals"]
     assert draft.conditions[0].value == ["lead", "customer"]
-    assert list(draft.errors) == [1]
+    assert list(draft.errors) == [1, 2]
     assert draft.conditions[1].value == "abc"  # kept as typed, beside its error
-    assert draft.conditions[2].value == ""
-    assert [c.field for c in draft.complete] == ["stage", "city", "deals"]
+    assert draft.conditions[2].value == ""  # not "x": that was the country's
+    assert [c.field for c in draft.complete] == ["stage", "deals"]
 
     form.add("remove", "1")
     form.pop("add")
