@@ -309,7 +309,19 @@ def team_dashboard(
         cycle=fc.sales_cycle(scope, period),
         activities=activities,
         activity_totals=totals,
+        campaigns=_campaigns_of_period(user, start, end),
     )
+
+
+def _campaigns_of_period(user: User, start: datetime, end: datetime) -> list:
+    """Campaigns that brought customers in the period (crm/services/campaigns.py)."""
+    from crm.permissions import has_permission
+    from crm.services import campaigns
+
+    if not has_permission(user, "campaigns.manage"):
+        return []
+    period = campaigns.Period(start, end)
+    return campaigns.campaign_list(user, sort="customers", period=period, limit=50)[:5]
 
 
 def pipeline_by_stage(scope: fc.Scope) -> list[StageFigure]:

@@ -421,3 +421,27 @@ def test_pages_run_a_bounded_number_of_queries(as_role):
     assert measure() == small
     assert max(small) <= 15, small
     assert template
+
+
+def test_the_manager_dashboard_names_the_campaigns_of_the_period(as_role):
+    client, user = as_role("manager")
+    pipeline = make_pipeline()
+    won = next(s for s in pipeline.stages if s.kind == "won")
+    fair = Campaign(name="Trade fair", status="sent", started_at=utcnow(), cost=Decimal("500"))
+    db.session.add(fair)
+    db.session.flush()
+    customer = make_contact("C", stage="customer", campaign_id=fair.id)
+    make_deal(
+        pipeline,
+        stage=won,
+        owner=user,
+        contact=customer,
+        campaign_id=fair.id,
+        amount="2000",
+        closed_at=utcnow(),
+    )
+    db.session.commit()
+    html = client.get("/dashboard?tab=team&period=this_month").get_data(as_text=True)
+    section = html[html.index('id="campaign-results"') :]
+    assert "Trade fair" in section and "300" in section  # (2000 - 500) / 500 = 300 %
+    assert "/campaigns?period=this_month" in section
