@@ -177,6 +177,7 @@ def seed_demo(contacts: int = 300, companies: int = 60, deals: int = 90, seed: i
     _seed_mailboxes()
     _seed_custom_fields(random.Random(seed + 1), contact_rows, company_rows)
     _seed_leads(users)
+    _seed_campaigns(users, contact_rows)
     db.session.commit()
     return {
         "users": len(users),
@@ -858,3 +859,114 @@ def _seed_leads(users: list[User]) -> None:
     db.session.flush()
     for batch in lead_scoring.lead_ids():
         lead_scoring.recompute(batch)
+
+
+def _seed_campaigns(users: list[User], contacts: list[Contact]) -> None:
+    """A segment and a campaign sent six weeks ago: recipients, opens, a reply handed to its
+    owner as a task, three leads it brought in, one of them a customer with a won deal."""
+    import secrets
+    from decimal import Decimal
+
+    from crm.models import (
+        Campaign,
+        CampaignRecipient,
+        Deal,
+        EmailTemplate,
+        Mailbox,
+        Segment,
+        Stage,
+        Task,
+    )
+
+    by_email = {u.email: u for u in users}
+    manager = by_email["manager@demo.example"]
+    now = utcnow()
+    started = now - timedelta(days=42)
+    segment = Segment(
+        name="Leads and prospects",
+        owner_id=manager.id,
+        filters=[{"field": "stage", "op": "in", "value": ["lead", "prospect"]}],
+    )
+    template = EmailTemplate(
+        name="Spring offer",
+        usage="sales",
+        subject="{{contact.first_name}}, our spring offer",
+        body=(
+            "Hello {{contact.first_name}},\n\nThis spring, {{company.name}} can try our "
+            "maintenance plan free for a month. Just answer this email.\n\n{{user.name}}"
+        ),
+    )
+    mailbox = db.session.scalars(select(Mailbox).where(Mailbox.purpose == "sales")).first()
+    campaign = Campaign(
+        name="Spring offer",
+        status="sent",
+        segment=segment,
+        template=template,
+        mailbox=mailbox,
+        owner_id=manager.id,
+        subject=template.subject,
+        body=template.body,
+        rate_per_minute=30,
+        cost=Decimal("1200.00"),
+        currency="EUR",
+        started_at=started,
+        finished_at=started + timedelta(minutes=2),
+    )
+    db.session.add_all([segment, template, campaign])
+    db.session.flush()
+    audience = [c for c in contacts if c.stage in ("lead", "prospect") and c.email][:30]
+    recipients = []
+    for index, contact in enumerate(audience):
+        recipient = CampaignRecipient(
+            campaign_id=campaign.id,
+            contact_id=contact.id,
+            email=contact.email,
+            status="sent",
+            unsubscribe_token=secrets.token_urlsafe(24),
+            sent_at=started + timedelta(seconds=2 * index),
+            opened_at=started + timedelta(hours=3 + index) if index % 3 == 0 else None,
+            created_at=started,
+        )
+        db.session.add(recipient)
+        recipients.append(recipient)
+    campaign.sent_count = len(recipients)
+    if recipients:
+        answered = recipients[0]
+        answered.replied_at = started + timedelta(days=1)
+        contact = next(c for c in audience if c.id == answered.contact_id)
+        owner = contact.owner or manager
+        db.session.add(
+            Task(
+                title=f"Answer {contact.name} (reply to the campaign Spring offer)",
+                notes="Interested in the maintenance plan: please call me next week.",
+                due_at=started + timedelta(days=2),
+                assignee=owner,
+                created_by=owner,
+                contact=contact,
+                company=contact.company,
+            )
+        )
+    # The leads it brought in (first touch), one of them now a customer.
+    people = (("Inès", "Laurent", "ines"), ("Paul", "Garnier", "paul"), ("Léa", "Roux", "lea"))
+    for index, (first, last, login) in enumerate(people):
+        lead = Contact(
+            first_name=first,
+            last_name=last,
+            email=f"{login}.{last.lower()}@spring.example",
+            stage="customer" if index == 0 else "lead",
+            source="campaign",
+            campaign_id=campaign.id,
+            owner=manager,
+            created_at=started + timedelta(days=2 + index),
+        )
+        db.session.add(lead)
+        if index == 0:
+            # A deal the demo already won becomes this customer's: the campaign's revenue.
+            deal = db.session.scalars(
+                select(Deal)
+                .join(Stage, Deal.stage_id == Stage.id)
+                .where(Stage.kind == "won")
+                .order_by(Deal.id)
+            ).first()
+            if deal is not None:
+                deal.contact, deal.company, deal.campaign_id = lead, None, campaign.id

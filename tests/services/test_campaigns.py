@@ -24,6 +24,7 @@ from crm.models import (
     Campaign,
     CampaignRecipient,
     Contact,
+    Deal,
     EmailMessage,
     EmailTemplate,
     Mailbox,
@@ -507,3 +508,17 @@ def test_deals_and_campaign_leads_are_attributed(manager, ctx):
     assert other.campaign_id is None
     deal = create_deal(manager, title="Fair deal", pipeline=make_pipeline(), contact=lead)
     assert deal.campaign_id == campaign.id
+
+
+def test_the_demo_has_a_campaign_with_results(ctx):
+    from crm.demo_data import seed_demo
+
+    seed_demo(contacts=60, companies=10, deals=20)
+    campaign = db.session.scalars(select(Campaign)).one()
+    owner = campaign.owner
+    result = campaigns.results_for(owner, [campaign])[campaign.id]
+    assert result.sent > 0 and result.opened > 0 and result.replied == 1
+    assert (result.leads, result.customers, result.deals_won) == (3, 1, 1)
+    won = db.session.scalars(select(Deal).where(Deal.campaign_id == campaign.id)).one()
+    assert result.revenue == won.amount > 0 and result.cost == Decimal("1200.00")
+    assert result.roi == ((won.amount - result.cost) / result.cost * 100).quantize(Decimal("0.1"))
