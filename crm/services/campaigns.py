@@ -490,7 +490,21 @@ def _send_one(campaign: Campaign, recipient: CampaignRecipient) -> bool:
         f'<p><small><a href="{unsubscribe_url(recipient.unsubscribe_token)}">'
         f"{_html(link)}</a></small></p>"
     )
-    message = outbox.queue_message(
+    try:
+        message = _queue(campaign, recipient, contact, rendered, text, html_body)
+    except outbox.OutboxRefused:
+        # A text the outbox will not send as it is: this person is skipped, the others go.
+        recipient.status, recipient.skip_reason = "skipped", "missing_value"
+        return False
+    message.campaign_id = campaign.id
+    recipient.email_message_id = message.id
+    return True
+
+
+def _queue(campaign, recipient, contact, rendered, text, html_body) -> EmailMessage:
+    from crm.services.email_compose import may_track
+
+    return outbox.queue_message(
         campaign.owner,
         campaign.mailbox,
         [recipient.email],
@@ -499,12 +513,9 @@ def _send_one(campaign: Campaign, recipient: CampaignRecipient) -> bool:
         text,
         html_body,
         contact=contact,
-        track_opens=campaign.track_opens,
+        track_opens=campaign.track_opens and may_track(contact),
         privacy="public",
     )
-    message.campaign_id = campaign.id
-    recipient.email_message_id = message.id
-    return True
 
 
 def _html(text: str) -> str:
