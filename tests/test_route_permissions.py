@@ -79,6 +79,58 @@ def _holiday():
     return calendar.holidays[0]
 
 
+def _mail_records(user) -> dict:
+    """A shared mailbox with a quarantined message, and a public message with an attachment."""
+    from crm.models import EmailAttachment, EmailMessage, Mailbox, QuarantinedEmail
+
+    mailbox = Mailbox(name="Support", address="support@walk.example", purpose="support")
+    message = EmailMessage(
+        direction="in",
+        message_id="<walk@example.com>",
+        message_id_key="walk@example.com",
+        subject="Hello",
+        from_address="someone@example.com",
+        mailbox=mailbox,
+        owner=user,
+    )
+    attachment = EmailAttachment(message=message, filename="a.txt", size=1, content=b"a")
+    quarantined = QuarantinedEmail(
+        mailbox=mailbox, imap_uid=1, imap_uidvalidity=1, raw=b"x", error="unreadable"
+    )
+    db.session.add_all([mailbox, message, attachment, quarantined])
+    db.session.flush()
+    return {
+        "mailbox": mailbox.id,
+        "message": message.id,
+        "attachment": attachment.id,
+        "quarantine": quarantined.id,
+    }
+
+
+def _lead_records() -> dict:
+    """A custom field, a scoring rule, a routing rule and a web form."""
+    from crm.models import CustomFieldDefinition, LeadForm, RoutingRule, ScoringRule
+
+    field = CustomFieldDefinition(entity="contact", key="size", label="Size", field_type="text")
+    scoring = ScoringRule(name="Big", condition={"type": "inactive", "days": 30}, points=-5)
+    routing = RoutingRule(name="France", conditions={"countries": ["FR"]}, team=make_team())
+    form = LeadForm(name="Site", token="walk-form-token")
+    db.session.add_all([field, scoring, routing, form])
+    db.session.flush()
+    return {"field": field.id, "field_key": field.key, "rule": scoring.id, "form": form.id}
+
+
+def _data_import(user) -> int:
+    from crm.models import DataImport
+
+    data_import = DataImport(
+        entity="contacts", filename="c.csv", content=b"Email\n", created_by=user
+    )
+    db.session.add(data_import)
+    db.session.flush()
+    return data_import.id
+
+
 def _next_monday_nine():
     from datetime import UTC, datetime, timedelta
 
@@ -109,6 +161,18 @@ def _url(rule, ids) -> str:
         "what": "task",  # a complaint follow-up (refused: the incident is no complaint)
         "intervention_id": ids["intervention"],  # booked on the user (technicians see it)
         "holiday_id": ids["holiday"],  # a support holiday (removed on the way: then 404)
+        "mailbox_id": ids["mailbox"],  # a shared mailbox (no server: checks and syncs fail cleanly)
+        "message_id": ids["message"],  # a public message of a shared mailbox
+        "attachment_id": ids["attachment"],
+        "quarantine_id": ids["quarantine"],
+        "field_id": ids["field"],
+        "field_key": ids["field_key"],
+        "rule_id": ids["rule"],  # a scoring rule (a routing rule of that id may not exist: 404)
+        "form_id": ids["form"],
+        "import_id": ids["import"],
+        "entity": "contacts",
+        "format": "csv",
+        # other_id stays unknown: a merge walked with defaults would delete the contact.
     }
     path = rule.rule
     for arg in rule.arguments:
@@ -146,6 +210,9 @@ def test_route_role_matrix(app, as_role, role):
         "template": _email_template().id,
         "intervention": make_intervention(technicians=[user], start=_next_monday_nine()).id,
         "holiday": _holiday().id,
+        **_mail_records(user),
+        **_lead_records(),
+        "import": _data_import(user),
     }
     db.session.commit()
     checked = 0

@@ -50,8 +50,11 @@ def _records(owner=None):
     from crm.services import calendar_feed
     from tests.factories import make_incident, make_intervention
     from tests.test_route_permissions import (
+        _data_import,
         _email_template,
         _holiday,
+        _lead_records,
+        _mail_records,
         _next_monday_nine,
         _notification,
     )
@@ -85,6 +88,9 @@ def _records(owner=None):
         "template": _email_template().id,
         "intervention": make_intervention(technicians=[owner], start=_next_monday_nine()).id,
         "holiday": _holiday().id,
+        **_mail_records(owner),
+        **_lead_records(),
+        "import": _data_import(owner),
     }
 
 
