@@ -65,6 +65,7 @@ def app():
     if BACKENDS.postgres:
         _create_pg_database()
     application = create_app(TestConfig, WTF_CSRF_ENABLED=False)
+    application.config_baseline = dict(application.config)
     with application.app_context():
         from flask_migrate import upgrade
 
@@ -86,16 +87,31 @@ def app():
 @pytest.fixture(scope="session")
 def csrf_app(app):
     """The same database, with CSRF protection on as in production."""
-    return create_app(TestConfig)
+    application = create_app(TestConfig)
+    application.config_baseline = dict(application.config)
+    return application
+
+
+def _restore_config(application) -> None:
+    """Undo what a test set in a session-wide app's config (a page size, a limit)."""
+    baseline = application.config_baseline
+    for key in [key for key in application.config if key not in baseline]:
+        del application.config[key]
+    for key, value in baseline.items():
+        if application.config.get(key) is not value:
+            application.config[key] = value
 
 
 @pytest.fixture(autouse=True)
 def _clean_state(request):
-    """Empty tables and Redis after each test that used the app."""
+    """Empty tables and Redis, and put the config back, after each test that used the app."""
     yield
     if "app" not in request.fixturenames:
         return
     application = request.getfixturevalue("app")
+    _restore_config(application)
+    if "csrf_app" in request.fixturenames:
+        _restore_config(request.getfixturevalue("csrf_app"))
     with application.app_context():
         db.session.remove()
         _empty_tables()
