@@ -445,3 +445,7 @@ def test_the_manager_dashboard_names_the_campaigns_of_the_period(as_role):
     section = html[html.index('id="campaign-results"') :]
     assert "Trade fair" in section and "300" in section  # (2000 - 500) / 500 = 300 %
     assert "/campaigns?period=this_month" in section
+
+
+def test_a_post_to_an_unknown_unsubscribe_token_is_csrf_checked(csrf_app, ctx):
+    assert csrf_app.test_client().post("/u/not-a-token").status_code == 400

@@ -534,12 +534,17 @@ def unsubscribe_page(token: str):
 
 # CSRF-exempt: mail clients post the RFC 8058 one-click request ("List-Unsubscribe=One-Click")
 # with no session at all. The 32-byte token is the secret; the only thing it can do is stop
-# marketing mail to the person it was sent to.
+# marketing mail to the person it was sent to. A post to an unknown token is CSRF-checked.
 @bp.route("/u/<token>", methods=["POST"])
 @public
 @csrf.exempt
 def unsubscribe(token: str):
-    recipient = _recipient(token)
+    recipient = service.recipient_by_token(token)
+    if recipient is None or recipient.contact is None:
+        # The exemption covers real links only: any other post is checked as usual (400).
+        if current_app.config.get("WTF_CSRF_ENABLED", True):
+            csrf.protect()
+        abort(404)
     service.unsubscribe(recipient)
     db.session.commit()
     if request.form.get("List-Unsubscribe") == "One-Click":
