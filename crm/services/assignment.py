@@ -172,17 +172,22 @@ def _reason(outcome: RoundRobin) -> str:
     return text if len(text) <= REASON_LENGTH else text[: REASON_LENGTH - 1] + "…"
 
 
-def _assigner_language():
-    """The request's language; outside a request (a job, the CLI) the default one."""
+def _assigner_language(reader: User | None = None):
+    """The request's language; outside a request (a job, the email sync) the language of
+    whoever reads the reason first (the agent chosen), else the default one."""
     if has_request_context():
         return contextlib.nullcontext()
-    return force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    locale = reader.locale if reader is not None else None
+    return force_locale(locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
 
 
 def round_robin(incident: Incident, team: Team | None = None) -> RoundRobin:
     """Pick and assign; the outcome says who, why, and whom it skipped."""
     with _assigner_language():
         outcome = pick(incident, team)
+    if outcome.chosen is not None and not has_request_context():
+        with _assigner_language(outcome.chosen):
+            outcome.reason = _reason(outcome)
     if outcome.chosen is not None:
         # Strictly after every other candidate's turn, even within one clock tick.
         latest = max(
