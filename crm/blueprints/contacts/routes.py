@@ -13,7 +13,7 @@ from crm.blueprints.contacts.forms import (
     QuickAddForm,
     field_form_class,
 )
-from crm.blueprints.custom_fields.inputs import CustomInputs
+from crm.blueprints.custom_fields.inputs import CustomInputs, save_inline
 from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
@@ -285,16 +285,16 @@ def edit_custom_field(contact_id: int, field_key: str):
 @requires("contacts.edit")
 def update_custom_field(contact_id: int, field_key: str):
     contact = get_or_404_for(current_user, Contact, contact_id)
-    definition = _custom_field_or_404(field_key)
-    ci = CustomInputs.for_record("contact", contact.custom_fields, request.form, keys=[field_key])
-    values = ci.validate(contact.custom_fields)
-    if values is None:
-        return _render_custom_field(contact, definition, ci, status=422)
-    contact.custom_fields = values
-    db.session.commit()
-    if not hx.is_htmx():
-        return hx.location(url_for("contacts.detail", contact_id=contact.id))
-    return _render_custom_field(contact, definition)
+    return save_inline(
+        contact,
+        "contact",
+        field_key,
+        request.form,
+        lambda definition, ci=None, status=200: _render_custom_field(
+            contact, definition, ci, status
+        ),
+        url_for("contacts.detail", contact_id=contact.id),
+    )
 
 
 def _refusal_message(code: str) -> str:

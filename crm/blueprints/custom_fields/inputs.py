@@ -81,3 +81,28 @@ def shown_values(entity: str, values: dict | None) -> list[tuple[CustomFieldDefi
 def filter_args(custom: Mapping[str, str]) -> dict[str, str]:
     """A list's custom filters as query-string arguments."""
     return {f"cf_{key}": value for key, value in custom.items() if value}
+
+
+def save_inline(record, entity: str, field_key: str, formdata: Mapping, render, page_url: str):
+    """The POST of a custom field edited in place on a record page (contacts, incidents):
+    validate that one field, 422 with the input kept, else save and show it again.
+
+    `render(definition, ci=None, status=200)` draws the field (or the page without htmx).
+    """
+    from flask import abort
+
+    from crm import htmx as hx
+    from crm.extensions import db
+
+    definition = cf.definition_by_key(entity, field_key)
+    if definition is None:
+        abort(404)
+    ci = CustomInputs.for_record(entity, record.custom_fields, formdata, keys=[field_key])
+    values = ci.validate(record.custom_fields)
+    if values is None:
+        return render(definition, ci, status=422)
+    record.custom_fields = values
+    db.session.commit()
+    if not hx.is_htmx():
+        return hx.location(page_url)
+    return render(definition)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
-from crm.blueprints.custom_fields.inputs import CustomInputs
+from crm.blueprints.custom_fields.inputs import CustomInputs, save_inline
 from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
 from crm.extensions import db
 from crm.labels import INCIDENT_STATUS_LABELS
@@ -351,16 +351,16 @@ def edit_custom_field(incident_id: int, field_key: str):
 @requires("incidents.edit")
 def update_custom_field(incident_id: int, field_key: str):
     incident = get_or_404_for(current_user, Incident, incident_id)
-    definition = _custom_field_or_404(field_key)
-    ci = CustomInputs.for_record("incident", incident.custom_fields, request.form, keys=[field_key])
-    values = ci.validate(incident.custom_fields)
-    if values is None:
-        return _render_custom_field(incident, definition, ci, status=422)
-    incident.custom_fields = values
-    db.session.commit()
-    if not hx.is_htmx():
-        return hx.location(url_for("incidents.detail", incident_id=incident.id))
-    return _render_custom_field(incident, definition)
+    return save_inline(
+        incident,
+        "incident",
+        field_key,
+        request.form,
+        lambda definition, ci=None, status=200: _render_custom_field(
+            incident, definition, ci, status
+        ),
+        url_for("incidents.detail", incident_id=incident.id),
+    )
 
 
 @bp.route("/<int:incident_id>/messages", methods=["POST"])

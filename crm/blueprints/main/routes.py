@@ -72,4 +72,3 @@ def settings():
         return hx.location(request.path)
     status = 422 if request.method == "POST" else 200
     return hx.render("main/settings.html", form=form, status=status, **security_context())
-
