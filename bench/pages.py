@@ -44,6 +44,11 @@ class Page:
 PAGES = (
     Page("start page", "/"),
     Page("start page, team", "/", role="manager"),
+    Page("dashboard, my day", "/dashboard"),
+    Page("dashboard, team", "/dashboard?tab=team", role="manager"),
+    Page("dashboard, support", "/dashboard?tab=support", role="support"),
+    Page("hot leads", "/leads", fragment_target="tbody#lead-rows"),
+    Page("report, deals by owner", "/reports?dataset=deals&group=owner", role="manager"),
     Page("contact list", "/contacts", fragment_target="tbody#contact-rows", load=True),
     Page("contact search", "/contacts?q={term}", fragment_target="tbody#contact-rows", load=True),
     Page(

@@ -210,7 +210,9 @@ def system_event_text(data: dict | None) -> str:
             title=data.get("title"),
         )
     if event == "unsubscribed":
-        return _("Unsubscribed from marketing email (campaign %(name)s).", name=data.get("campaign"))
+        return _(
+            "Unsubscribed from marketing email (campaign %(name)s).", name=data.get("campaign")
+        )
     if event == "merged":
         return _("Merged with %(name)s (#%(id)s).", name=data.get("name"), id=data.get("id"))
     return _("Record changed.")

@@ -546,7 +546,9 @@ def test_new_leads_are_routed_to_the_right_reps(admin):
 
     lyon_rep = make_user(role="sales", name="Lyon Rep", email="lyon@example.com")
     team_rep = make_user(role="sales", name="Team Rep", email="team@example.com")
-    db.session.add(RoutingRule(name="Rhône", conditions={"postcode_prefixes": ["69"]}, owner=lyon_rep))
+    db.session.add(
+        RoutingRule(name="Rhône", conditions={"postcode_prefixes": ["69"]}, owner=lyon_rep)
+    )
     db.session.commit()
     content = (
         "Prénom;Nom;E-mail;Code postal;Propriétaire\n"
