@@ -13,7 +13,7 @@ from crm.blueprints.contacts.forms import (
     QuickAddForm,
     field_form_class,
 )
-from crm.blueprints.custom_fields.inputs import CustomInputs, save_inline
+from crm.blueprints.custom_fields.inputs import CustomInputs, definition_or_404, save_inline
 from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
@@ -24,7 +24,6 @@ from crm.models import Contact
 from crm.models.contacts import CONSENT_STATUSES, STAGES
 from crm.permissions import get_or_404_for, has_permission, requires
 from crm.services import contact_fields, contacts, personal_data
-from crm.services import custom_fields as cf
 from crm.services.deals import contact_deals
 from crm.services.timeline import contact_timeline, record_activity
 
@@ -225,13 +224,6 @@ def update_field(contact_id: int, name: str):
 # ---- custom fields, edited in place like the fields above ------------------------------
 
 
-def _custom_field_or_404(key: str):
-    definition = cf.definition_by_key("contact", key)
-    if definition is None:
-        abort(404)
-    return definition
-
-
 def _render_custom_field(contact: Contact, definition, ci=None, status: int = 200):
     if hx.is_partial():
         return hx.render_fragment(
@@ -269,14 +261,14 @@ def contact_custom_urls(contact: Contact, key: str) -> dict:
 @requires("contacts.view")
 def show_custom_field(contact_id: int, field_key: str):
     contact = get_or_404_for(current_user, Contact, contact_id)
-    return _render_custom_field(contact, _custom_field_or_404(field_key))
+    return _render_custom_field(contact, definition_or_404("contact", field_key))
 
 
 @bp.route("/<int:contact_id>/custom/<field_key>/edit")
 @requires("contacts.edit")
 def edit_custom_field(contact_id: int, field_key: str):
     contact = get_or_404_for(current_user, Contact, contact_id)
-    definition = _custom_field_or_404(field_key)
+    definition = definition_or_404("contact", field_key)
     ci = CustomInputs.for_record("contact", contact.custom_fields, keys=[field_key])
     return _render_custom_field(contact, definition, ci)
 

@@ -83,20 +83,26 @@ def filter_args(custom: Mapping[str, str]) -> dict[str, str]:
     return {f"cf_{key}": value for key, value in custom.items() if value}
 
 
+def definition_or_404(entity: str, key: str) -> CustomFieldDefinition:
+    """The field `key` of `entity`, for a route that names it; 404 when there is none."""
+    from flask import abort
+
+    definition = cf.definition_by_key(entity, key)
+    if definition is None:
+        abort(404)
+    return definition
+
+
 def save_inline(record, entity: str, field_key: str, formdata: Mapping, render, page_url: str):
     """The POST of a custom field edited in place on a record page (contacts, incidents):
     validate that one field, 422 with the input kept, else save and show it again.
 
     `render(definition, ci=None, status=200)` draws the field (or the page without htmx).
     """
-    from flask import abort
-
     from crm import htmx as hx
     from crm.extensions import db
 
-    definition = cf.definition_by_key(entity, field_key)
-    if definition is None:
-        abort(404)
+    definition = definition_or_404(entity, field_key)
     ci = CustomInputs.for_record(entity, record.custom_fields, formdata, keys=[field_key])
     values = ci.validate(record.custom_fields)
     if values is None:

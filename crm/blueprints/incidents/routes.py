@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
-from crm.blueprints.custom_fields.inputs import CustomInputs, save_inline
+from crm.blueprints.custom_fields.inputs import CustomInputs, definition_or_404, save_inline
 from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
 from crm.extensions import db
 from crm.labels import INCIDENT_STATUS_LABELS
@@ -23,7 +23,6 @@ from crm.permissions import (
     visible_contacts,
 )
 from crm.services import canned_responses
-from crm.services import custom_fields as cf
 from crm.services import incidents as service
 from crm.services.record_search import find_records
 from crm.services.reminders import now
@@ -291,13 +290,6 @@ def _apply(incident: Incident, name: str, value: str) -> str | None:
 # ---- custom fields of an incident, edited in place ---------------------------------------
 
 
-def _custom_field_or_404(key: str):
-    definition = cf.definition_by_key("incident", key)
-    if definition is None:
-        abort(404)
-    return definition
-
-
 def _custom_urls(incident: Incident, key: str) -> dict:
     return {
         "page": url_for("incidents.detail", incident_id=incident.id),
@@ -335,14 +327,14 @@ def _render_custom_field(incident: Incident, definition, ci=None, status: int = 
 @requires("incidents.read")
 def show_custom_field(incident_id: int, field_key: str):
     incident = get_or_404_for(current_user, Incident, incident_id)
-    return _render_custom_field(incident, _custom_field_or_404(field_key))
+    return _render_custom_field(incident, definition_or_404("incident", field_key))
 
 
 @bp.route("/<int:incident_id>/custom/<field_key>/edit")
 @requires("incidents.edit")
 def edit_custom_field(incident_id: int, field_key: str):
     incident = get_or_404_for(current_user, Incident, incident_id)
-    definition = _custom_field_or_404(field_key)
+    definition = definition_or_404("incident", field_key)
     ci = CustomInputs.for_record("incident", incident.custom_fields, keys=[field_key])
     return _render_custom_field(incident, definition, ci)
 
