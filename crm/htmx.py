@@ -8,6 +8,7 @@ target; anything else gets the whole page.
 """
 
 import json
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from flask import Response, current_app, flash, g, make_response, redirect, render_template, request
@@ -34,13 +35,23 @@ def target_id() -> str | None:
     return unquote(element_id) or None
 
 
-def render(template: str, partials: dict[str, str] | None = None, status: int = 200, **context):
-    """Render the block that answers the htmx target, or the whole page."""
+def render(
+    template: str,
+    partials: dict[str, str] | None = None,
+    status: int = 200,
+    whole_page: Callable[[], dict] | None = None,
+    **context,
+):
+    """Render the block that answers the htmx target, or the whole page.
+
+    `whole_page` returns what only the whole page shows (filter choices, forms): it is
+    not called for a fragment, such as the rows a search or a scroll asks for.
+    """
     block = (partials or {}).get(target_id()) if is_partial() else None
     if block:
         body = render_block(template, block, **context)
     else:
-        body = render_template(template, **context)
+        body = render_template(template, **context, **(whole_page() if whole_page else {}))
     return make_response(body, status)
 
 
