@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from crm.extensions import db
 from crm.models import Event, Intervention, Task, Team, TechnicianBooking, User
@@ -23,6 +23,7 @@ from crm.permissions import (
     visible_interventions,
     visible_tasks,
 )
+from crm.services import bookings
 from crm.services.recurrence import (
     Occurrence,
     expand_all,
@@ -252,23 +253,25 @@ def load_items(
 def _intervention_items(
     viewer: User, start: datetime, end: datetime, people: list[int]
 ) -> list[AgendaItem]:
-    """The shown people's active bookings as one item per intervention, in one query.
+    """The shown people's bookings (active, or of a visit done) as one item per
+    intervention, in one query.
 
     Always shown, whatever the kind filter; only those the viewer may see
     (visible_interventions: planners all, a technician theirs).
     """
     query = (
         select(TechnicianBooking)
+        .join(TechnicianBooking.intervention)
         .where(
             TechnicianBooking.technician_id.in_(people),
-            TechnicianBooking.active.is_(True),
+            bookings.shown_in_calendars(),
             TechnicianBooking.starts_at < end,
             TechnicianBooking.ends_at > start,
             TechnicianBooking.intervention_id.in_(
                 visible_interventions(viewer).with_only_columns(Intervention.id)
             ),
         )
-        .options(joinedload(TechnicianBooking.intervention))
+        .options(contains_eager(TechnicianBooking.intervention))
     )
     by_intervention: dict[int, AgendaItem] = {}
     for booking in db.session.scalars(query):

@@ -20,7 +20,7 @@ from datetime import datetime
 from flask_babel import format_datetime, format_time
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
@@ -204,6 +204,14 @@ def _write(intervention: Intervention, technician: User) -> TechnicianBooking:
 def _constraint(error: IntegrityError) -> str | None:
     diag = getattr(error.orig, "diag", None)
     return getattr(diag, "constraint_name", None)
+
+
+def shown_in_calendars() -> ColumnElement[bool]:
+    """The bookings an agenda or a calendar feed shows: active ones, and those of a visit
+    done, which stay where they happened (a feed that drops an event cancels it in the
+    technician's calendar app). Cancelled and unscheduled visits are gone. The query
+    joins Intervention."""
+    return or_(TechnicianBooking.active.is_(True), Intervention.status == "done")
 
 
 def release(intervention: Intervention) -> None:

@@ -49,6 +49,7 @@ from crm.models import (
     User,
 )
 from crm.models.types import utcnow
+from crm.services import bookings
 from crm.services.recurrence import involving, overlapping, parse_iso_utc, to_local_naive
 
 PRODID = "-//Open CRM//Agenda//EN"
@@ -331,12 +332,16 @@ def feed_tasks(feed: CalendarFeed, start: datetime, end: datetime) -> list[Task]
 
 
 def _booked_filter(people: list[int], start: datetime, end: datetime):
-    """Ids of the interventions the people are actively booked on in [start, end)."""
-    return select(TechnicianBooking.intervention_id).where(
-        TechnicianBooking.technician_id.in_(people),
-        TechnicianBooking.active.is_(True),
-        TechnicianBooking.starts_at < end,
-        TechnicianBooking.ends_at > start,
+    """Ids of the interventions the people are booked on, or went to, in [start, end)."""
+    return (
+        select(TechnicianBooking.intervention_id)
+        .join(TechnicianBooking.intervention)
+        .where(
+            TechnicianBooking.technician_id.in_(people),
+            bookings.shown_in_calendars(),
+            TechnicianBooking.starts_at < end,
+            TechnicianBooking.ends_at > start,
+        )
     )
 
 

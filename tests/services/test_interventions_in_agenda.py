@@ -82,6 +82,32 @@ def test_released_or_invisible_interventions_stay_out(booked):
     ]
 
 
+def _report(visit, technician):
+    from crm.services import intervention_work
+
+    report = intervention_work.Report(
+        work_done="Thermostat replaced", time_spent_minutes=60, absent_reason="closed shop"
+    )
+    intervention_work.submit_report(visit, report, technician, at=VISIT + timedelta(hours=1))
+    db.session.commit()
+
+
+def test_a_visit_done_stays_in_the_agenda_where_it_happened(request_ctx, booked):
+    technician, visit = booked
+    second = make_user(role="technician", name="Bob Durand")
+    interventions.schedule(visit, [technician, second], VISIT)
+    db.session.commit()
+    _report(visit, technician)
+    # The slot is free for a new booking, yet the week still shows who went where.
+    tuesday = _week(technician, technician).columns[1]
+    [placed] = [p for p in tuesday.timed if p.item.kind == "intervention"]
+    assert (placed.item.intervention, placed.row, placed.span) == (visit, 10 * 4 + 1, 6)
+    view = _week(make_user(role="support"), technician, second, view="team")
+    for row in view.rows:
+        items = [i for cell in row.cells for i in cell.items if i.kind == "intervention"]
+        assert [i.intervention.id for i in items] == [visit.id], row.user.name
+
+
 def test_the_agenda_page_links_to_the_intervention(app, booked, login):
     technician, visit = booked
     client = login(app.test_client(), technician)
@@ -147,3 +173,21 @@ def test_the_feed_version_follows_bookings(request_ctx, booked):
     db.session.commit()
     assert calendar_feed.feed_version(feed, NOW).etag != moved
     assert _events(feed) == []
+
+
+def test_a_visit_done_stays_in_the_feed_and_a_cancelled_one_leaves(request_ctx, booked):
+    technician, visit = booked
+    feed = calendar_feed.create_user_feed(technician)
+    db.session.commit()
+    planned = calendar_feed.feed_version(feed, NOW).etag
+    _report(visit, technician)
+    # A calendar app that drops an event takes it as cancelled: a visit made stays.
+    [event] = _events(feed)
+    assert str(event["uid"]) == f"intervention-{visit.id}@crm"
+    assert calendar_feed.feed_version(feed, NOW).etag != planned
+    other = make_intervention(title="Annual check", technicians=[technician], start=VISIT)
+    db.session.commit()
+    assert len(_events(feed)) == 2
+    interventions.cancel(other)
+    db.session.commit()
+    assert [str(e["uid"]) for e in _events(feed)] == [f"intervention-{visit.id}@crm"]
