@@ -219,6 +219,52 @@ def test_the_header_changes_status_priority_and_assignee_in_one_click(as_role, c
     assert client.post(f"{url}/owner", data={"value": "x"}).status_code == 404
 
 
+def test_round_robin_from_the_header_and_the_form_says_why(as_role, customer):
+    client, _me = as_role("support", name="Nadia Roux", max_open_incidents=0)
+    rita = make_user(role="support", name="Rita Lopez")
+    away = datetime.now(UTC).date() + timedelta(days=1)  # still away in any zone
+    make_user(role="support", name="Leo Blanc", away_until=away)
+    incident = make_incident(customer)
+    db.session.commit()
+    header = htmx_headers("div#incident-header")
+    answer = client.post(
+        f"/incidents/{incident.id}/fields/assignee", data={"value": "round_robin"}, headers=header
+    )
+    assert answer.status_code == 200
+    assert (fresh(incident).assignee_id, fresh(incident).status) == (rita.id, "open")
+    reason = fresh(incident).assignment_reason
+    assert reason.startswith("Round robin in all support agents: least recently assigned of 1")
+    assert "Nadia Roux, 0 open" in reason and "Leo Blanc, away until" in reason
+    # Visible on the incident's page, to whoever opens it.
+    assert "Why: Round robin in all support agents" in client.get(f"/incidents/{incident.id}").text
+
+    # Chosen in the creation form: Rita now had her turn and her load, so nobody is left.
+    created = client.post(
+        "/incidents",
+        data={
+            "subject": "Second one",
+            "customer": f"contact:{customer.id}",
+            "kind": "technical",
+            "priority": "normal",
+            "status": "new",
+            "channel": "phone",
+            "assignee": "round_robin",
+        },
+    )
+    second = db.session.scalars(select(Incident).where(Incident.subject == "Second one")).one()
+    assert created.status_code == 303 and created.location.endswith(f"/incidents/{second.id}")
+    assert second.assignee_id == rita.id  # the only one available: load 1, no limit
+    rita.max_open_incidents = 2
+    db.session.commit()
+    third = make_incident(customer)
+    db.session.commit()
+    refused = client.post(
+        f"/incidents/{third.id}/fields/assignee", data={"value": "round_robin"}, headers=header
+    )
+    assert refused.status_code == 422 and "No support agent is available" in refused.text
+    assert fresh(third).assignee_id is None
+
+
 def test_reply_and_note_are_told_apart_and_land_on_the_timeline(as_role, customer):
     client, agent = as_role("support")
     incident = make_incident(customer, subject="Wrong invoice")
