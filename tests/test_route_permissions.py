@@ -52,6 +52,21 @@ def test_declared_permissions_exist(app):
         assert permission == PUBLIC or permission in POLICY, rule.rule
 
 
+def test_every_route_parameter_is_walked_with_a_real_record(app):
+    """A route added later with a new parameter must get a record in the walks: walked
+    with an id nobody has, it would only ever answer 404 and prove nothing."""
+    from collections import defaultdict
+
+    ids = defaultdict(lambda: 1)
+    unknown = {
+        f"{rule.rule}: {arg}"
+        for rule in _rules(app)
+        for arg in rule.arguments
+        if arg not in _values(rule, ids) and arg not in WITHOUT_RECORD
+    }
+    assert unknown == set()
+
+
 def _notification(user):
     from crm.models.agenda import Notification
 
@@ -131,6 +146,35 @@ def _data_import(user) -> int:
     return data_import.id
 
 
+def _campaign_records(user) -> dict:
+    """A shared segment of `user`, a draft campaign to it, and a second contact and company
+    that the merge screens may merge into the first ones (a walked merge removes only them)."""
+    from crm.models import Campaign, EmailTemplate, Segment
+
+    segment = Segment(
+        name="Walk leads",
+        owner_id=user.id,
+        filters=[{"field": "stage", "op": "in", "value": ["lead"]}],
+    )
+    template = EmailTemplate(name="Walk offer", subject="Offer", body="Hello", usage="sales")
+    campaign = Campaign(
+        name="Walk campaign",
+        segment=segment,
+        template=template,
+        owner_id=user.id,
+        subject="Offer",
+        body="Hello {{contact.first_name}}",
+    )
+    db.session.add_all([segment, template, campaign])
+    db.session.flush()
+    return {
+        "segment": segment.id,
+        "campaign": campaign.id,
+        "other_contact": make_contact().id,
+        "other_company": make_company().id,
+    }
+
+
 def _next_monday_nine():
     from datetime import UTC, datetime, timedelta
 
@@ -138,8 +182,14 @@ def _next_monday_nine():
     return today + timedelta(days=7 - today.weekday())
 
 
-def _url(rule, ids) -> str:
-    values = {
+# Route parameters walked with a made-up value on purpose: a background job's id (an
+# unknown one is the case to handle: the job expired).
+WITHOUT_RECORD = {"job_id"}
+
+
+def _values(rule, ids) -> dict:
+    """A value for each route parameter: the id of a record made for the walk."""
+    return {
         "contact_id": ids["contact"],
         "company_id": ids["company"],
         "user_id": ids["user"],
@@ -172,8 +222,15 @@ def _url(rule, ids) -> str:
         "import_id": ids["import"],
         "entity": "contacts",
         "format": "csv",
-        # other_id stays unknown: a merge walked with defaults would delete the contact.
+        "segment_id": ids["segment"],
+        "campaign_id": ids["campaign"],  # a draft (sent, paused or cancelled on the way)
+        # A second record of the route's kind: a walked merge removes it, never the first.
+        "other_id": ids["other_company" if "/companies/" in rule.rule else "other_contact"],
     }
+
+
+def _url(rule, ids) -> str:
+    values = _values(rule, ids)
     path = rule.rule
     for arg in rule.arguments:
         # A parameter without a record here gets an id nobody has: allowed roles get a 404.
@@ -213,6 +270,7 @@ def test_route_role_matrix(app, as_role, role):
         **_mail_records(user),
         **_lead_records(),
         "import": _data_import(user),
+        **_campaign_records(user),
     }
     db.session.commit()
     checked = 0

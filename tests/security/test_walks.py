@@ -50,6 +50,7 @@ def _records(owner=None):
     from crm.services import calendar_feed
     from tests.factories import make_incident, make_intervention
     from tests.test_route_permissions import (
+        _campaign_records,
         _data_import,
         _email_template,
         _holiday,
@@ -91,6 +92,7 @@ def _records(owner=None):
         **_mail_records(owner),
         **_lead_records(),
         "import": _data_import(owner),
+        **_campaign_records(owner),
     }
 
 
@@ -264,37 +266,85 @@ def test_a_body_over_the_size_limit_is_refused(app, as_role):
 # ---- record-level access (IDOR) ---------------------------------------------------------------
 
 
-def _out_of_scope(role, user):
-    """A deal the user may not see: another team's for a manager, another rep's otherwise."""
+# What a user of each role may not reach of a rep of another team, by route parameter.
+HIDDEN_FROM_EVERYONE = {
+    "deal_id",
+    "line_id",
+    "task_id",  # assigned to and made by the stranger
+    "notification_id",
+    "feed_id",  # the stranger's calendar feed
+    "session_id",  # another user's session
+    "message_id",  # a private message of the stranger's
+    "attachment_id",
+    "mailbox_id",  # a shared mailbox: admins manage it
+    "quarantine_id",
+    "segment_id",  # a segment the stranger did not share
+}
+HIDDEN = {
+    "manager": HIDDEN_FROM_EVERYONE,
+    "support": HIDDEN_FROM_EVERYONE,
+    # Incidents of customers they do not own.
+    "sales": HIDDEN_FROM_EVERYONE | {"incident_id"},
+    # Only the customers, incidents and visits they are booked on.
+    "technician": HIDDEN_FROM_EVERYONE
+    | {"incident_id", "contact_id", "company_id", "intervention_id"},
+}
+
+
+def _out_of_scope() -> tuple[dict, list[str]]:
+    """Records of a rep of another team, with the texts that must not show, not even in an
+    error page: a deal, a task, a private event, a private message, a private segment..."""
+    from crm.models import EmailMessage, Event, Segment, Task
+
     stranger = make_user(role="sales", team=make_team())
-    return _records(owner=stranger)
+    ids = _records(owner=stranger)
+    message = db.session.get(EmailMessage, ids["message"])
+    message.privacy, message.subject = "private", "Stranger's private subject"
+    event = db.session.get(Event, ids["event"])
+    event.private, event.title = True, "Stranger's private meeting"
+    segment = db.session.get(Segment, ids["segment"])
+    segment.shared, segment.name = False, "Stranger's own segment"
+    deal = db.session.get(Deal, ids["deal"])
+    secrets = [
+        deal.title,
+        db.session.get(Task, ids["task"]).title,
+        event.title,
+        message.subject,
+        segment.name,
+    ]
+    return ids, secrets
 
 
 @pytest.mark.parametrize("role", ["manager", "sales", "support", "technician"])
 def test_records_of_another_team_cannot_be_read_or_changed_by_id(app, as_role, role):
     client, user = as_role(role, team=make_team())
-    ids = _out_of_scope(role, user)
-    deal = db.session.get(Deal, ids["deal"])
+    ids, secrets = _out_of_scope()
     db.session.commit()
     before = _snapshot()
-    hidden = {"deal_id", "line_id"}
-    if role == "technician":
-        hidden |= {"contact_id", "company_id"}
-    walked = 0
+    hidden = HIDDEN[role]
+    data = {"title": "Taken", "amount": "1", "value": "x", "response": "accepted"}
+    walked = set()
     for rule in _rules(app):
-        if not (set(rule.arguments) & hidden) or rule.endpoint in SESSION_ENDING:
+        if rule.endpoint in SESSION_ENDING:
+            continue
+        by_id = set(rule.arguments) & hidden
+        # Anybody sees when a colleague is busy; a private event's details and changes are
+        # for its people.
+        event = "key" in rule.arguments
+        if not by_id and not event:
             continue
         permission = app.view_functions[rule.endpoint].permission
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            response = client.open(
-                _url(rule, ids), method=method, data={"title": "Taken", "amount": "1"}
-            )
-            walked += 1
-            assert response.status_code in (403, 404), (
-                f"{role} {method} {rule.rule} ({permission}): {response.status_code}"
-            )
-            assert deal.title not in response.text
-    assert walked >= 8
+            response = client.open(_url(rule, ids), method=method, data=data)
+            walked.add(f"{method} {rule.rule}")
+            if by_id or method != "GET":
+                assert response.status_code in (403, 404), (
+                    f"{role} {method} {rule.rule} ({permission}): {response.status_code}"
+                )
+            text = response.get_data().decode("utf-8", errors="replace")
+            for secret in secrets:
+                assert secret not in text, f"{role} {method} {rule.rule}: {secret!r}"
+    assert len(walked) >= 40
     changed = [t for t in _changed(before, _snapshot()) if t not in ("audit_log",)]
     assert changed == []
 
@@ -336,7 +386,17 @@ def test_support_never_sees_a_deal_amount(app, as_role):
     make_activity(contact, deal=deal, kind="note", body=f"Quoted {AMOUNT} EUR")
     db.session.commit()
     ids = _records()
-    ids.update(contact=contact.id, company=company.id, deal=deal.id)
+    # The support records of that customer: its incident and the visit booked for it.
+    from tests.factories import make_incident, make_intervention
+
+    incident = make_incident(contact, subject="Invoice question")
+    ids.update(
+        contact=contact.id,
+        company=company.id,
+        deal=deal.id,
+        incident=incident.id,
+        intervention=make_intervention(incident).id,
+    )
     db.session.commit()
     pages = 0
     for rule in _rules(app):
@@ -351,9 +411,27 @@ def test_support_never_sees_a_deal_amount(app, as_role):
             # Some answers are bytes (the open-tracking pixel): decoded leniently, searched all the same.
             text = response.get_data().decode("utf-8", errors="replace")
             assert not AMOUNT_FORMS.search(text), f"amount on {rule.rule}"
-    for q in ("Amount", "Zed", "Amountco", "987"):
+    for q in ("Amount", "Zed", "Amountco", "987", "Secret"):
         assert not AMOUNT_FORMS.search(client.get(f"/search?q={q}").text)
-    assert pages > 10
+    # Every tab of the dashboard, over a period that holds the deal.
+    from crm.services.dashboards import tabs_for
+
+    for tab in tabs_for(agent):
+        response = client.get(f"/dashboard?tab={tab}&period=this_year")
+        assert response.status_code == 200 and not AMOUNT_FORMS.search(response.text), tab
+    # Every list support may export, in each format (an XLSX is a zip: read its sheet).
+    exported = 0
+    for entity in ("contacts", "companies", "incidents", "deals"):
+        for fmt in ("csv", "xlsx"):
+            response = client.post(f"/exports/{entity}.{fmt}?view=all")
+            if entity == "deals":
+                assert response.status_code == 403
+                continue
+            assert response.status_code == 200, f"{entity}.{fmt}"
+            text = _readable(response.get_data(), fmt)
+            assert "Amountco" in text and not AMOUNT_FORMS.search(text), f"{entity}.{fmt}"
+            exported += 1
+    assert exported == 6 and pages > 10
     # And no export is open to support (an admin's export shows it: the check is real).
     assert (
         client.post(f"/contacts/{contact.id}/personal-data", data={"format": "json"}).status_code
@@ -366,6 +444,19 @@ def test_support_never_sees_a_deal_amount(app, as_role):
     assert any(d.get("amount") == AMOUNT for d in data["deals"])
     # The contact page shows support the contact but no deal section at all.
     assert "Secret value" not in client.get(f"/contacts/{contact.id}").text
+
+
+def _readable(content: bytes, fmt: str) -> str:
+    """An export's text: the CSV itself, or the cells of an XLSX's sheets."""
+    if fmt == "csv":
+        return content.decode("utf-8-sig")
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(content)) as book:
+        return " ".join(
+            book.read(name).decode() for name in book.namelist() if name.startswith("xl/")
+        )
 
 
 def test_amounts_follow_the_permission_not_the_role_name(app, as_role, monkeypatch):
