@@ -1,16 +1,19 @@
 """The audit log (ASVS V16): who created, changed (before/after), exported or deleted what,
 logins and role changes; append-only in the database; an admin page with filters."""
 
+import io
 from decimal import Decimal
 
 import pytest
+from rq import Queue
 from sqlalchemy.exc import DatabaseError
 
 from crm.extensions import db
-from crm.models import AuditLog, Contact, Deal
+from crm.models import AuditLog, Contact, DataImport, Deal
 from crm.models.types import utcnow
 from tests.conftest import htmx_headers
 from tests.factories import PASSWORD, make_contact, make_deal, make_user
+from worker import InProcessWorker, worker_connection
 
 
 def _entries(**where):
@@ -202,3 +205,52 @@ def test_agenda_and_support_records_are_logged_too(as_role):
         assert [e.action for e in _entries(entity_type=entity_type, entity_id=record.id)] == [
             "create"
         ], entity_type
+
+
+def test_imports_merges_and_exports_are_logged_under_who_ran_them(app, as_role):
+    """The bulk changes: each row an import creates, the import itself and its undo, a
+    merge (the kept record and the one removed), a list export, all under the user's name."""
+    client, manager = as_role("manager")
+    client.post(
+        "/imports",
+        data={
+            "entity": "contacts",
+            "file": (io.BytesIO(b"Name,Email\nIda Imp,ida@x.example\n"), "p.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    data_import = db.session.scalars(db.select(DataImport)).one()
+    started = client.post(
+        f"/imports/{data_import.id}/start",
+        data={
+            "column-0": "name",
+            "column-1": "email",
+            "duplicate_policy": "skip",
+            "source": "Fair",
+        },
+    )
+    assert started.status_code in (200, 303)
+    connection = worker_connection(app)
+    InProcessWorker([Queue("imports", connection=connection)], connection=connection, app=app).work(
+        burst=True
+    )
+    imported = db.session.scalars(db.select(Contact).where(Contact.email == "ida@x.example")).one()
+    created = _entries(entity_type="contact", entity_id=imported.id, action="create")
+    assert [e.actor_id for e in created] == [manager.id]
+    assert [e.action for e in _entries(entity_type="data_import")] == ["create"]
+
+    kept, other = make_contact("Kim", "Kept"), make_contact("Kim", "Other")
+    db.session.commit()
+    other_id = other.id
+    assert client.post(f"/merge/contacts/{kept.id}/with/{other_id}").status_code in (200, 303)
+    merged = _entries(entity_type="contact", entity_id=kept.id, action="update")
+    assert any(e.summary.startswith("Merged") and e.actor_id == manager.id for e in merged)
+    removed = _entries(entity_type="contact", entity_id=other_id, action="delete")
+    assert [e.actor_id for e in removed] == [manager.id]
+
+    assert client.post("/exports/contacts.csv").status_code == 200
+    exported = _entries(action="export", entity_type="contact")
+    assert [e.actor_id for e in exported] == [manager.id]
+
+    assert client.post(f"/imports/{data_import.id}/undo").status_code in (200, 303)
+    assert [e.action for e in _entries(entity_type="data_import")] == ["create", "delete"]

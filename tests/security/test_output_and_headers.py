@@ -229,3 +229,92 @@ def test_htmx_is_configured_without_eval():
     assert '"includeIndicatorCSS": false' in config  # no style sheet built by script
     vendor = Path(__file__).resolve().parents[2] / "crm" / "static" / "js" / "app.js"
     assert "eval(" not in vendor.read_text() and "new Function" not in vendor.read_text()
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=range(len(PAYLOADS)))
+def test_text_of_the_later_records_is_rendered_escaped(as_role, payload):
+    """Email, leads, custom fields, imports, segments and campaigns: what people type there
+    comes back escaped too, on their lists, their pages and the contact's page."""
+    from crm.models import (
+        Campaign,
+        CustomFieldDefinition,
+        DataImport,
+        EmailMessage,
+        EmailTemplate,
+        LeadForm,
+        Mailbox,
+        RoutingRule,
+        ScoringRule,
+        Segment,
+        Team,
+    )
+    from tests.factories import make_contact, make_event, make_incident, make_task
+
+    client, admin = as_role("admin")
+    team = Team(name=payload[:80])
+    field = CustomFieldDefinition(entity="contact", key="note", label=payload[:120])
+    contact = make_contact("Xavier", payload[:80], custom_fields={"note": payload})
+    segment = Segment(name=payload[:120], owner_id=admin.id, filters=[])
+    template = EmailTemplate(name=payload[:120], subject=payload, body=payload, usage="sales")
+    campaign = Campaign(
+        name=payload[:160], segment=segment, template=template, subject=payload, body=payload
+    )
+    mailbox = Mailbox(name=payload[:120], address="sales@xss.example", purpose="sales")
+    message = EmailMessage(
+        direction="in",
+        message_id="<xss@example.com>",
+        message_id_key="xss@example.com",
+        subject=payload,
+        from_address="someone@example.com",
+        from_name=payload,
+        snippet=payload,
+        text_body=payload,
+        mailbox=mailbox,
+        contact=contact,
+    )
+    lead_form = LeadForm(name=payload[:120], token="xss-form-token")
+    routing = RoutingRule(name=payload[:120], conditions={"countries": ["FR"]}, team=team)
+    scoring = ScoringRule(name=payload[:120], condition={"type": "inactive", "days": 30}, points=5)
+    data_import = DataImport(
+        entity="contacts", filename=payload[:255], content=b"Email\n", created_by=admin
+    )
+    db.session.add_all(
+        [team, field, segment, template, campaign, mailbox, message, lead_form, routing]
+    )
+    db.session.add_all([scoring, data_import])
+    incident = make_incident(contact, subject=payload)
+    task = make_task(admin, title=payload[:200])
+    event = make_event(admin, title=payload[:200], location=payload[:200])
+    db.session.commit()
+    pages = [
+        f"/contacts/{contact.id}",
+        "/admin/fields",
+        f"/admin/fields/{field.id}/edit",
+        "/segments",
+        f"/segments/{segment.id}",
+        "/campaigns",
+        f"/campaigns/{campaign.id}",
+        "/incidents/templates",
+        "/admin/mailboxes",
+        f"/email/messages/{message.id}",
+        "/leads/forms",
+        "/leads/f/xss-form-token",
+        "/leads/routing",
+        "/leads/scoring",
+        "/imports",
+        f"/imports/{data_import.id}",
+        "/incidents",
+        f"/incidents/{incident.id}",
+        "/tasks",
+        f"/tasks/{task.id}",
+        f"/agenda/events/{event.id}",
+        "/agenda?view=week",
+        "/admin/users",
+        "/dashboard",
+        f"/search?q={payload}",
+    ]
+    for path in pages:
+        for headers in ({}, htmx_headers()):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, path
+            assert not RAW.search(response.text), f"unescaped payload on {path}"
