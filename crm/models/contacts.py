@@ -144,7 +144,7 @@ class Contact(PostalAddress, Timestamps, db.Model):
 
     @property
     def name(self) -> str:
-        return f"{self.first_name} {self.last_name}".strip() or (self.email or self.phone or "?")
+        return display_name(self.first_name, self.last_name, self.email, self.phone)
 
     def __str__(self) -> str:
         return self.name
@@ -179,3 +179,8 @@ def _contact_keys(mapper, connection, contact: Contact) -> None:
 @event.listens_for(Company, "before_update")
 def _company_keys(mapper, connection, company: Company) -> None:
     company.name_key = fold(company.name)
+
+
+def display_name(first_name: str, last_name: str, email: str | None, phone: str | None) -> str:
+    """A contact's name, or how else to call someone we only have an address or number of."""
+    return f"{first_name} {last_name}".strip() or (email or phone or "?")

@@ -106,8 +106,13 @@ class User(UserMixin, db.Model):
 
     @property
     def initials(self) -> str:
-        parts = [p for p in self.name.split() if p]
-        return "".join(p[0] for p in parts[:2]).upper() or "?"
+        return initials_of(self.name)
 
     def __repr__(self) -> str:
         return f"<User {self.email} {self.role}>"
+
+
+def initials_of(name: str) -> str:
+    """ "Sophie Laurent" is "SL": the avatar of a user."""
+    parts = [p for p in name.split() if p]
+    return "".join(p[0] for p in parts[:2]).upper() or "?"

@@ -33,26 +33,30 @@ LIST_PARTIALS = {"contact-rows": "rows", "load-more": "rows"}
 
 
 def _list_context(filters: contacts.ContactFilters) -> dict:
-    page = contacts.list_contacts(current_user, filters, current_app.config["PAGE_SIZE"])
+    page = contacts.list_contact_rows(current_user, filters, current_app.config["PAGE_SIZE"])
+    return {"page": page, "filters": filters}
+
+
+def _filter_choices() -> dict:
     return {
-        "page": page,
-        "filters": filters,
         "owners": contact_fields.possible_owners(),
         "tags": contacts.all_tags(),
         "stages": STAGES,
     }
 
 
+def _quick_add() -> dict:
+    return {"form": QuickAddForm(formdata=None), "custom": CustomInputs.for_create("contact")}
+
+
 @bp.route("")
 @requires("contacts.list")
 def index():
     filters = contacts.ContactFilters.from_args(request.args)
-    form = QuickAddForm(formdata=None)
     return hx.render(
         "contacts/index.html",
         LIST_PARTIALS,
-        form=form,
-        custom=CustomInputs.for_create("contact"),
+        whole_page=lambda: {**_filter_choices(), **_quick_add()},
         **_list_context(filters),
     )
 
@@ -102,6 +106,7 @@ def create():
             duplicates=duplicates,
             status=422,
             **_list_context(contacts.ContactFilters()),
+            **_filter_choices(),
         )
     return hx.render_fragment(
         "contacts/index.html",
