@@ -194,3 +194,101 @@ def test_csv_cells_that_start_a_formula_are_neutralized(as_role):
     )
     values = {row[2]: row[3] for row in rows if row[0] == "contact"}
     assert values["first_name"] == "'=1+1" and values["last_name"] == "'@evil"
+
+
+def _mail_and_campaign_history(contact, owner):
+    """A custom field value, a message from the person and one to them (a colleague in
+    copy), an incident, and a campaign sent to them."""
+    from crm.models import (
+        Campaign,
+        CampaignRecipient,
+        CustomFieldDefinition,
+        EmailMessage,
+        Segment,
+    )
+    from tests.factories import make_incident
+
+    db.session.add(CustomFieldDefinition(entity="contact", key="birthday", label="Birthday"))
+    contact.custom_fields = {"birthday": "1 May"}
+    db.session.commit()  # an audited change carrying the custom field's value
+    common = {"mailbox": None, "contact": contact, "owner": owner, "privacy": "public"}
+    incoming = EmailMessage(
+        direction="in",
+        message_id="<in@example.com>",
+        message_id_key="in@example.com",
+        subject="My order",
+        from_address="amelie@example.com",
+        from_name="Amélie Poulain",
+        to_addresses=["sales@crm.example"],
+        text_body="Where is my coffee machine?",
+        **common,
+    )
+    outgoing = EmailMessage(
+        direction="out",
+        message_id="<out@example.com>",
+        message_id_key="out@example.com",
+        subject="Re: My order",
+        from_address="sales@crm.example",
+        to_addresses=["Amélie Poulain <amelie@example.com>"],
+        cc_addresses=["boss@crm.example"],
+        text_body="It ships tomorrow.",
+        **common,
+    )
+    campaign = Campaign(name="Spring", segment=Segment(name="All", filters=[]))
+    sent = CampaignRecipient(
+        campaign=campaign, contact=contact, email="amelie@example.com", unsubscribe_token="t1"
+    )
+    db.session.add_all([incoming, outgoing, campaign, sent])
+    make_incident(contact, subject="Broken grinder")
+    db.session.commit()
+    return incoming, outgoing, sent
+
+
+def test_the_export_holds_custom_fields_emails_incidents_and_campaigns(as_role):
+    client, manager = as_role("manager")
+    contact, _deal = _contact_with_history(manager)
+    _mail_and_campaign_history(contact, manager)
+    data = json.loads(
+        client.post(f"/contacts/{contact.id}/personal-data", data={"format": "json"}).text
+    )
+    assert data["contact"]["custom_fields"] == {"Birthday": "1 May"}
+    assert [(m["direction"], m["subject"]) for m in data["emails"]] == [
+        ("in", "My order"),
+        ("out", "Re: My order"),
+    ]
+    assert data["emails"][0]["from"] == "amelie@example.com"
+    assert data["emails"][0]["body"] == "Where is my coffee machine?"
+    assert [i["subject"] for i in data["incidents"]] == ["Broken grinder"]
+    assert data["campaigns"][0]["campaign"] == "Spring"
+    assert data["campaigns"][0]["email"] == "amelie@example.com"
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                client.post(f"/contacts/{contact.id}/personal-data", data={"format": "csv"}).text
+            )
+        )
+    )
+    sections = {row[0] for row in rows[1:]}
+    assert sections == {"contact", "activities", "deals", "emails", "incidents", "campaigns"}
+    assert ["contact", str(contact.id), "custom_fields", "Birthday=1 May"] in rows
+
+
+def test_erasure_takes_the_person_out_of_custom_fields_emails_and_campaign_sends(as_role):
+    from crm.models import CampaignRecipient, EmailMessage
+
+    client, manager = as_role("manager")
+    contact, _deal = _contact_with_history(manager)
+    incoming, outgoing, sent = _mail_and_campaign_history(contact, manager)
+    assert client.post(f"/contacts/{contact.id}/erase", data={"confirm": "yes"}).status_code == 303
+    db.session.expire_all()
+    assert db.session.get(Contact, contact.id).custom_fields == {}
+    assert db.session.get(CampaignRecipient, sent.id).email == ""
+    came_in = db.session.get(EmailMessage, incoming.id)
+    went_out = db.session.get(EmailMessage, outgoing.id)
+    assert (came_in.from_address, came_in.from_name) == ("", None)
+    assert came_in.to_addresses == ["sales@crm.example"]  # our own address stays
+    assert went_out.to_addresses == [] and went_out.cc_addresses == ["boss@crm.example"]
+    # The messages stay on the timeline, as the notes and calls do.
+    assert came_in.contact_id == contact.id and came_in.subject == "My order"
+    entries = _audit(entity_type="contact", entity_id=contact.id)
+    assert "1 May" not in json.dumps([e.changes for e in entries])
