@@ -139,7 +139,7 @@ def test_security_headers_on_every_page(as_role, client):
         )
         assert csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
         assert csp["object-src"] == "'none'" and csp["frame-ancestors"] == "'none'"
-        assert csp["base-uri"] == "'self'" and csp["form-action"] == "'self'"
+        assert csp["base-uri"] == "'none'" and csp["form-action"] == "'self'"
         assert "unsafe-inline" not in headers["Content-Security-Policy"]
         assert "unsafe-eval" not in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"

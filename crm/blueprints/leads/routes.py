@@ -512,7 +512,7 @@ def _page_policy(lead_form: LeadForm) -> str | None:
     parts = urlsplit(target)
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'; object-src 'none'; base-uri 'self'; "
+        f"connect-src 'self'; object-src 'none'; base-uri 'none'; "
         f"form-action 'self' {parts.scheme}://{parts.netloc}; frame-ancestors 'none'"
     )
 
