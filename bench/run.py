@@ -269,14 +269,13 @@ def prepare_database(args, instance: str) -> dict:
         with admin_connection() as conn:
             conn.execute(f'CREATE DATABASE "{args.database}"')
     app = bench_app(f"{PG_SERVER}/{args.database}", instance, args.smoke)
-    from flask_migrate import upgrade
-
     from crm.extensions import db
     from crm.scale_data import ScaleSizes, seed_scale
+    from crm.schema import upgrade_database
 
     try:
         with app.app_context():
-            upgrade()
+            upgrade_database()
             if reuse:
                 say(f"Reusing {args.database}: {sizes_text(args.sizes)} (--fresh seeds it again).")
                 return {"reused": True}

@@ -109,7 +109,6 @@ def _unix_url(path: str) -> str:
 
 def _set_up_database(redis_url: str) -> list[tuple[str, str, str]]:
     """Migrate, seed the demo into an empty database, and return the demo logins that exist."""
-    from flask_migrate import upgrade
     from sqlalchemy import select
 
     from crm import create_app
@@ -117,10 +116,11 @@ def _set_up_database(redis_url: str) -> list[tuple[str, str, str]]:
     from crm.extensions import db
     from crm.models import User
     from crm.queues import redis_connection
+    from crm.schema import upgrade_database
 
     app = create_app(REDIS_URL=redis_url)
     with app.app_context():
-        upgrade()
+        upgrade_database()
         if not demo_exists():
             counts = seed_demo()
             print(

@@ -67,9 +67,9 @@ def app():
     application = create_app(TestConfig, WTF_CSRF_ENABLED=False)
     application.config_baseline = dict(application.config)
     with application.app_context():
-        from flask_migrate import upgrade
+        from crm.schema import upgrade_database
 
-        upgrade()
+        upgrade_database()
     yield application
     with application.app_context():
         db.session.remove()

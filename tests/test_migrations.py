@@ -3,13 +3,13 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from crm import _migrated_object
 from crm.extensions import db
+from crm.schema import migrated_object
 
 
 def test_migrations_match_the_models(ctx):
     with db.engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "include_object": _migrated_object}
+            conn, opts={"compare_type": True, "include_object": migrated_object}
         )
         assert compare_metadata(context, db.metadata) == []

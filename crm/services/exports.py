@@ -14,7 +14,6 @@ who may see them (deals.see_amounts).
 
 import csv
 import io
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -22,10 +21,6 @@ from decimal import Decimal
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.styles import Font
 
 from crm.csv_safety import safe_cell
 from crm.extensions import db
@@ -386,7 +381,8 @@ def _release(user: User) -> None:
 # ---- cells -------------------------------------------------------------------------------
 
 
-def _local(export: Export, value: datetime) -> datetime:
+def local_time(export: Export, value: datetime) -> datetime:
+    """The moment in the exporting user's time zone, without zone: what spreadsheets show."""
     return value.astimezone(user_zone(export.user)).replace(tzinfo=None)
 
 
@@ -402,33 +398,10 @@ def _csv_cell(export: Export, value) -> str:
         return text.replace(".", ",") if export.french else text
     if isinstance(value, datetime):
         # ISO order (year first) is read as a date by spreadsheets in every language.
-        return _local(export, value).strftime("%Y-%m-%d %H:%M")
+        return local_time(export, value).strftime("%Y-%m-%d %H:%M")
     if isinstance(value, date):
         return value.isoformat()
     return safe_cell(value)
-
-
-def _xlsx_cell(export: Export, sheet, column: Column, value):
-    if isinstance(value, bool):
-        value = _("Yes") if value else _("No")
-    if isinstance(value, datetime):
-        cell = WriteOnlyCell(sheet, _local(export, value))
-        cell.number_format = "yyyy-mm-dd hh:mm"
-        return cell
-    if isinstance(value, date):
-        cell = WriteOnlyCell(sheet, value)
-        cell.number_format = "yyyy-mm-dd"
-        return cell
-    if isinstance(value, int | float | Decimal):
-        cell = WriteOnlyCell(sheet, value)
-        if column.number_format:
-            cell.number_format = column.number_format
-        return cell
-    if value is None:
-        return None
-    # Text: neutralized as in CSV, so openpyxl keeps it a string (never a formula), and
-    # without the control characters the XLSX format cannot hold.
-    return WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("", safe_cell(value)))
 
 
 # ---- writing -----------------------------------------------------------------------------
@@ -452,31 +425,11 @@ def csv_chunks(export: Export, size: int | None = None) -> Iterator[bytes]:
 
 
 def write_xlsx(export: Export, size: int | None = None):
-    """The XLSX file in a temporary file (on disk past a few MB), rewound for sending.
+    """The XLSX file, rewound for sending (crm/services/export_xlsx.py)."""
+    # openpyxl weighs 5 MB in a process: loaded by the requests that write a workbook.
+    from crm.services.export_xlsx import write_workbook
 
-    openpyxl's write-only mode streams the rows to disk as they come rather than keeping
-    the whole sheet in memory.
-    """
-    workbook = Workbook(write_only=True)
-    sheet = workbook.create_sheet(title=str(export.entity.label)[:31])
-    sheet.freeze_panes = "A2"
-    bold = Font(bold=True)
-    header = []
-    for column in export.columns:
-        cell = WriteOnlyCell(sheet, ILLEGAL_CHARACTERS_RE.sub("", safe_cell(column.label)))
-        cell.font = bold
-        header.append(cell)
-    sheet.append(header)
-    for batch in items(export, size):
-        for item in batch:
-            sheet.append(
-                [_xlsx_cell(export, sheet, column, column.value(item)) for column in export.columns]
-            )
-    # Handed to send_file, which closes it once sent.
-    out = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115
-    workbook.save(out)
-    out.seek(0)
-    return out
+    return write_workbook(export, size)
 
 
 def record(export: Export, complete: bool = True) -> None:
