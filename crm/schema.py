@@ -2,8 +2,8 @@
 the code that upgrades a database itself (`make run`, the tests, the benchmark).
 
 Flask-Migrate brings Alembic and Mako, 12 MB in each process that imports them. Web and
-worker processes never migrate, so they do not load it: the app registers it only under
-the `flask` command, and upgrade_database() registers it when called.
+worker processes never migrate, so they do not load it: `flask db ...` loads it when it
+runs, and upgrade_database() when called.
 """
 
 import click
@@ -31,10 +31,24 @@ def register(app: Flask) -> None:
         )
 
 
-def register_for_commands(app: Flask) -> None:
-    """Under the `flask` command (a click context), `flask db ...` may be what runs."""
-    if click.get_current_context(silent=True) is not None:
-        register(app)
+@click.command(
+    "db",
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_extra_args": True,
+        "help_option_names": [],  # `flask db --help` is Flask-Migrate's
+    },
+    help="Perform database migrations (Alembic).",
+)
+@click.pass_context
+def migration_commands(ctx: click.Context) -> None:
+    """`flask db ...`: Flask-Migrate's command group, loaded when it is asked for, is given
+    the rest of the command line."""
+    from flask.cli import ScriptInfo
+    from flask_migrate.cli import db as commands
+
+    register(ctx.ensure_object(ScriptInfo).load_app())
+    commands.main(args=ctx.args, prog_name=ctx.command_path, obj=ctx.obj)
 
 
 def upgrade_database() -> None:
