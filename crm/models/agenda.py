@@ -37,6 +37,8 @@ REMINDER_CHANNELS = ("in_app", "email")
 # pending → sending → sent | failed; cancelled when the event or task went away.
 REMINDER_STATUSES = ("pending", "sending", "sent", "failed", "cancelled")
 DEFAULT_REMINDER_MINUTES = 15
+# Stored in reminder_minutes when the organizer chose "No reminder".
+NO_REMINDER = -1
 
 
 def new_ical_uid() -> str:
@@ -95,7 +97,8 @@ class Event(Timestamps, db.Model):
     ical_uid: Mapped[str] = mapped_column(String(255), default=new_ical_uid, index=True)
     # ICS SEQUENCE: bumped on every change so calendar clients take the update.
     sequence: Mapped[int] = mapped_column(default=0)
-    # None: the organizer's default; 0 or more: minutes before the start.
+    # None: the default (DEFAULT_REMINDER_MINUTES); 0 or more: minutes before the start;
+    # NO_REMINDER: none at all.
     reminder_minutes: Mapped[int | None]
     organizer_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"))
     contact_id: Mapped[int | None] = mapped_column(

@@ -31,7 +31,7 @@ from sqlalchemy.orm import selectinload
 from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Event, EventAttendee, Task, User
-from crm.models.agenda import DEFAULT_REMINDER_MINUTES, Reminder
+from crm.models.agenda import DEFAULT_REMINDER_MINUTES, NO_REMINDER, Reminder
 from crm.services.recurrence import expand, from_local_naive
 
 # How far ahead the occurrences of a series get their reminder rows.
@@ -109,7 +109,7 @@ def _event_closed(event: Event) -> bool:
 def planned_for_event(event: Event, at: datetime | None = None) -> list[Planned]:
     """The reminders `event` should have from `at` on (its occurrences in the horizon)."""
     at = at or now()
-    if _event_closed(event):
+    if _event_closed(event) or event.reminder_minutes == NO_REMINDER:
         return []
     recipients = _event_recipients(event)
     if not recipients:
@@ -154,7 +154,7 @@ def planned_for_task(task: Task, at: datetime | None = None) -> list[Planned]:
     user = task.assignee
     if _is_gone(task) or task.status != "open" or task.due_at is None:
         return []
-    if user is None or not user.active:
+    if user is None or not user.active or task.reminder_minutes == NO_REMINDER:
         return []
     if task.all_day:
         zone = user_zone(user)

@@ -107,6 +107,23 @@ def test_create_a_weekly_series_stores_its_rule_and_end(as_role):
     assert event.rrule_until == at(MONDAY + timedelta(days=10), 11)  # Thursday of the 2nd week
 
 
+def test_no_reminder_chosen_means_none_planned_and_stays_chosen(as_role):
+    client, me = as_role("sales", timezone="Europe/Paris")
+    response = client.post("/agenda/events", data=form(reminder="none"), headers=from_agenda())
+    assert response.status_code == 200
+    (event,) = events()
+    assert db.session.scalars(db.select(Reminder)).all() == []
+    edit = client.get(f"/agenda/events/{event.id}/edit", headers=from_agenda()).text
+    assert re.search(r'<option selected value="none">|<option value="none" selected>', edit)
+
+    # Back to the default: the reminders are planned again.
+    response = client.post(
+        f"/agenda/events/{event.id}", data=form(reminder=""), headers=from_agenda()
+    )
+    assert response.status_code == 200
+    assert {r.user_id for r in db.session.scalars(db.select(Reminder))} == {me.id}
+
+
 def test_create_an_all_day_event_spans_whole_local_days(as_role):
     client, me = as_role("sales", timezone="Europe/Paris")
     client.post(

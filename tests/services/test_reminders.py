@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from crm.extensions import db
-from crm.models.agenda import Reminder
+from crm.models.agenda import NO_REMINDER, Reminder
 from crm.services import notifications, reminders
 from crm.services.recurrence import build_rule, series_end
 from tests.factories import make_contact, make_event, make_task, make_user
@@ -109,6 +109,21 @@ def test_changing_the_reminder_time_moves_the_pending_row(ctx):
     event.reminder_minutes = 120
     reminders.schedule_event(event, AT)
     assert [(r.remind_at, r.status) for r in rows()] == [(utc(2026, 12, 1, 11), "pending")]
+
+
+def test_no_reminder_chosen_plans_none_and_cancels_the_pending_ones(ctx):
+    organizer = make_user()
+    event = make_event(organizer, utc(2026, 12, 1, 13))
+    reminders.schedule_event(event, AT)
+    assert {r.status for r in rows()} == {"pending"}  # in-app and email
+
+    event.reminder_minutes = NO_REMINDER
+    reminders.schedule_event(event, AT)
+    assert {r.status for r in rows()} == {"cancelled"}
+
+    task = make_task(organizer, utc(2026, 12, 1, 15), reminder_minutes=NO_REMINDER)
+    reminders.schedule_task(task, AT)
+    assert rows(task_id=task.id) == []
 
 
 def test_removed_attendee_cancelled_event_and_reinvitation(ctx):

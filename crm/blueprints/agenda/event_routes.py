@@ -32,6 +32,7 @@ from crm.extensions import db
 from crm.form_helpers import choices
 from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Company, Contact, Deal, Event, User
+from crm.models.agenda import NO_REMINDER
 from crm.models.types import utcnow
 from crm.permissions import (
     can_edit_event,
@@ -216,7 +217,7 @@ def _edit_form(occurrence: Occurrence) -> EventForm:
     form.location.data = event.location
     form.description.data = event.description
     form.private.data = event.private
-    form.reminder.data = "" if event.reminder_minutes is None else str(event.reminder_minutes)
+    form.reminder.data = reminder_choice(event.reminder_minutes)
     form.organizer.data = str(event.organizer_id) if event.organizer_id else None
     form.users.data = [a.user_id for a in event.attendees if a.user_id]
     form.contacts.data = [a.contact_id for a in event.attendees if a.contact_id]
@@ -241,6 +242,19 @@ def _fill_rule(form: EventForm, rule: str | None) -> None:
         form.count.data = int(parts["COUNT"])
     else:
         form.ends.data = "never"
+
+
+def reminder_minutes(choice: str | None) -> int | None:
+    """The reminder select's value as stored: "" the default, "none" no reminder at all."""
+    if choice == "none":
+        return NO_REMINDER
+    return int(choice) if choice and choice.isdigit() else None
+
+
+def reminder_choice(minutes: int | None) -> str:
+    if minutes is None:
+        return ""
+    return "none" if minutes == NO_REMINDER else str(minutes)
 
 
 def _fields(form: EventForm, occurrence: Occurrence | None = None):
@@ -301,7 +315,6 @@ def _fields(form: EventForm, occurrence: Occurrence | None = None):
         ok = False
     if not ok:
         return None
-    reminder = form.reminder.data
     return event_service.EventFields(
         title=form.title.data,
         kind=form.kind.data,
@@ -312,7 +325,7 @@ def _fields(form: EventForm, occurrence: Occurrence | None = None):
         description=(form.description.data or "").strip() or None,
         private=form.private.data,
         rrule=rule,
-        reminder_minutes=int(reminder) if reminder and reminder.isdigit() else None,
+        reminder_minutes=reminder_minutes(form.reminder.data),
         organizer=organizer,
         user_ids=list(form.users.data or ()),
         contact_ids=[c.id for c in contacts],
