@@ -4,6 +4,7 @@ Interface used by the agenda and task services (call inside the transaction that
 changes the event or task, before commit):
 - schedule_event(event): (re)plan the pending reminders of an event or series.
 - schedule_task(task): (re)plan the pending reminder of a task.
+- replan_for_user(user): after a change of their time zone or email choice.
 
 The rows are the truth (DESIGN.md §6). Planning computes the reminders an event
 or task should have, inserts the missing ones (a unique index per subject makes
@@ -32,7 +33,7 @@ from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Event, EventAttendee, Task, User
 from crm.models.agenda import DEFAULT_REMINDER_MINUTES, NO_REMINDER, Reminder
-from crm.services.recurrence import expand, from_local_naive
+from crm.services.recurrence import expand, from_local_naive, involving
 
 # How far ahead the occurrences of a series get their reminder rows.
 PLANNING_HORIZON = timedelta(hours=48)
@@ -176,6 +177,49 @@ def schedule_task(task: Task, at: datetime | None = None) -> None:
     db.session.flush()
     closed = _is_gone(task) or task.status != "open" or task.due_at is None
     _apply(Reminder.task_id, task.id, planned_for_task(task, at), at, closed)
+
+
+# ---- planning: after a change of the person ---------------------------------
+
+
+def replan_for_user(user: User, at: datetime | None = None) -> None:
+    """Plan again the reminders of `user`'s coming events and open tasks.
+
+    Called when the user changes their time zone (an all-day reminder is at 09:00 on
+    their clock) or turns email reminders on or off (the email rows come or go).
+    Everything that may still remind them: single events and moved occurrences from
+    yesterday on (an all-day event of today reminds at 09:00), series still running,
+    open tasks due from yesterday on.
+    """
+    at = at or now()
+    since = at - timedelta(days=1)
+    events = db.session.scalars(
+        select(Event)
+        .where(
+            involving([user.id]),
+            Event.status != "cancelled",
+            or_(
+                and_(Event.rrule.is_(None), Event.starts_at > since),
+                and_(
+                    Event.rrule.is_not(None),
+                    Event.starts_at < at + PLANNING_HORIZON,
+                    or_(Event.rrule_until.is_(None), Event.rrule_until > at),
+                ),
+            ),
+        )
+        .options(
+            selectinload(Event.organizer),
+            selectinload(Event.attendees).selectinload(EventAttendee.user),
+            selectinload(Event.overrides),
+        )
+    ).all()
+    for event in events:
+        schedule_event(event, at)
+    tasks = db.session.scalars(
+        select(Task).where(Task.assignee_id == user.id, Task.status == "open", Task.due_at > since)
+    ).all()
+    for task in tasks:
+        schedule_task(task, at)
 
 
 # ---- planning: rows --------------------------------------------------------

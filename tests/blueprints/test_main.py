@@ -1,5 +1,7 @@
 """Start page, personal settings, areas still to come."""
 
+import re
+
 from crm.extensions import db
 from crm.models import User
 from tests.conftest import htmx_headers
@@ -54,6 +56,47 @@ def test_settings_save_language_and_time_zone(as_role):
     user = db.session.get(User, me.id)
     assert (user.locale, user.timezone) == ("fr", "America/Montreal")
     assert '<html lang="fr">' in client.get("/").text
+
+
+def test_settings_turn_email_reminders_off_and_on_and_move_all_day_ones(as_role):
+    from datetime import UTC, date, datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from crm.models import Reminder
+    from crm.services import reminders
+    from tests.factories import make_event, make_task
+
+    client, me = as_role("sales", timezone="Europe/Paris", email="rep@example.com")
+    paris, tokyo = ZoneInfo("Europe/Paris"), ZoneInfo("Asia/Tokyo")
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
+    day = date.today() + timedelta(days=5)
+    holiday = make_event(me, datetime.combine(day, time(), paris), minutes=24 * 60, all_day=True)
+    for event in (make_event(me, soon), holiday):
+        reminders.schedule_event(event)
+    reminders.schedule_task(make_task(me, soon + timedelta(hours=1)))
+    db.session.commit()
+
+    def pending():
+        db.session.expire_all()
+        found = db.session.scalars(db.select(Reminder).where(Reminder.status == "pending"))
+        return {(r.event_id, r.task_id, r.channel, r.remind_at) for r in found}
+
+    nine_in_paris = datetime.combine(day, time(9), paris).astimezone(UTC)
+    assert len(pending()) == 6  # three subjects, in the bell and by email
+    page = client.get("/settings").text
+    assert re.search(r'<input checked[^>]* name="email_reminders"', page)
+
+    # Unticked: the email reminders go, the bell's stay.
+    response = client.post("/settings", data={"locale": "", "timezone": "Europe/Paris"})
+    assert response.status_code == 303
+    assert {channel for _event, _task, channel, _at in pending()} == {"in_app"}
+    assert len(pending()) == 3 and db.session.get(User, me.id).email_reminders is False
+
+    # Ticked again, in Tokyo now: email rows are back, the all-day one at 09:00 in Tokyo.
+    client.post("/settings", data={"locale": "", "timezone": "Asia/Tokyo", "email_reminders": "y"})
+    assert len(pending()) == 6
+    all_day = {at for event, _task, _channel, at in pending() if event == holiday.id}
+    assert all_day == {datetime.combine(day, time(9), tokyo).astimezone(UTC)} != {nine_in_paris}
 
 
 def test_settings_refuse_an_unknown_time_zone(as_role):

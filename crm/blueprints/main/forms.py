@@ -1,6 +1,6 @@
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import SelectField
+from wtforms import BooleanField, SelectField
 from wtforms.validators import InputRequired
 
 from crm.form_helpers import choices
@@ -14,6 +14,7 @@ class SettingsForm(FlaskForm):
         validate_choice=True,
     )
     timezone = SelectField(_l("Time zone"), validators=[InputRequired()])
+    email_reminders = BooleanField(_l("Also send me my reminders by email"))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -15,7 +15,7 @@ from crm.extensions import db
 from crm.i18n import select_timezone
 from crm.models import Activity, Contact
 from crm.permissions import has_permission, requires, visible_activities, visible_contacts
-from crm.services import tasks
+from crm.services import reminders, tasks
 
 bp = Blueprint("main", __name__)
 
@@ -63,9 +63,18 @@ def settings():
     if request.method == "GET":
         form.locale.data = current_user.locale or ""
         form.timezone.data = select_timezone()
+        form.email_reminders.data = current_user.email_reminders
     if form.validate_on_submit():
+        replan = (current_user.timezone or None, current_user.email_reminders) != (
+            form.timezone.data,
+            form.email_reminders.data,
+        )
         current_user.locale = form.locale.data or None
         current_user.timezone = form.timezone.data
+        current_user.email_reminders = form.email_reminders.data
+        if replan:
+            # All-day reminders are at 09:00 on their clock; email rows come or go.
+            reminders.replan_for_user(current_user._get_current_object())
         db.session.commit()
         refresh()  # the confirmation below is already in the new language
         hx.toast(_("Settings saved."))
