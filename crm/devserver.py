@@ -42,7 +42,7 @@ def main() -> int:
     host = os.environ.get("HOST", "127.0.0.1")
     port = int(os.environ.get("PORT", "5000"))
     url = f"http://{host}:{port}/"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = children_environment(url)
     redis_server = None
     mail_pair = None
     children: list = []
@@ -88,6 +88,14 @@ def main() -> int:
         if redis_server is not None:
             _stop_embedded_redis(redis_server)
         print("Stopped.", flush=True)
+
+
+def children_environment(url: str, environ=None) -> dict:
+    """The worker's and the web app's environment: the links the worker writes in mail
+    (reminders, campaigns) point to this very address (HOST, PORT) unless BASE_URL is set."""
+    env = dict(os.environ if environ is None else environ, PYTHONUNBUFFERED="1")
+    env.setdefault("BASE_URL", url.rstrip("/"))
+    return env
 
 
 def _interrupt(signum, frame):

@@ -35,3 +35,14 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path):
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+
+
+def test_make_run_points_the_links_of_mail_to_its_own_port():
+    from crm.devserver import children_environment
+
+    env = children_environment("http://127.0.0.1:5101/", {"PATH": "/bin"})
+    assert env["BASE_URL"] == "http://127.0.0.1:5101"
+    given = {"BASE_URL": "https://crm.example.com"}
+    assert children_environment("http://127.0.0.1:5101/", given)["BASE_URL"] == (
+        "https://crm.example.com"
+    )
