@@ -93,28 +93,40 @@ def _form_context(form: IncidentForm, custom: CustomInputs | None = None) -> dic
 # ---- the queue ---------------------------------------------------------------
 
 
-def _queue_context(filters: service.IncidentFilters, teams: list[Team] | None = None) -> dict:
+def _queue_rows(filters: service.IncidentFilters) -> dict:
+    """What the rows need: the page of incidents and the clock their SLA badges read."""
     page = service.list_incidents(current_user, filters, current_app.config["PAGE_SIZE"])
+    return {"page": page, "filters": filters, "now": now()}
+
+
+def _queue_page(teams: list[Team] | None = None) -> dict:
+    """What only the whole queue page shows around the rows: tab counts, the team filter."""
     return {
-        "page": page,
-        "filters": filters,
         "counts": service.view_counts(current_user),
         "teams": service.teams() if teams is None else teams,
-        "now": now(),
     }
+
+
+def _queue_context(filters: service.IncidentFilters, teams: list[Team] | None = None) -> dict:
+    return {**_queue_rows(filters), **_queue_page(teams)}
+
+
+def _whole_queue_page() -> dict:
+    teams = service.teams()  # read once: the form's choices and the queue's filter
+    form = _incident_form(teams=teams, products=[], **_prefill())
+    return {**_form_context(form), **_queue_page(teams)}
 
 
 @bp.route("")
 @requires("incidents.view")
 def index():
     filters = service.IncidentFilters.from_args(request.args, current_user)
-    teams = service.teams()  # read once: the form's choices and the queue's filter
-    form = _incident_form(teams=teams, products=[], **_prefill())
+    # A search, a filter or a scroll asks for rows only: no form, tab counts or teams.
     return hx.render(
         "incidents/index.html",
         LIST_PARTIALS,
-        **_form_context(form),
-        **_queue_context(filters, teams),
+        whole_page=_whole_queue_page,
+        **_queue_rows(filters),
     )
 
 
