@@ -74,6 +74,8 @@ def test_settings_turn_email_reminders_off_and_on_and_move_all_day_ones(as_role)
     for event in (make_event(me, soon), holiday):
         reminders.schedule_event(event)
     reminders.schedule_task(make_task(me, soon + timedelta(hours=1)))
+    on_a_day = make_task(me, datetime.combine(day, time(), paris), all_day=True)
+    reminders.schedule_task(on_a_day)
     db.session.commit()
 
     def pending():
@@ -82,7 +84,7 @@ def test_settings_turn_email_reminders_off_and_on_and_move_all_day_ones(as_role)
         return {(r.event_id, r.task_id, r.channel, r.remind_at) for r in found}
 
     nine_in_paris = datetime.combine(day, time(9), paris).astimezone(UTC)
-    assert len(pending()) == 6  # three subjects, in the bell and by email
+    assert len(pending()) == 8  # four subjects, in the bell and by email
     page = client.get("/settings").text
     assert re.search(r'<input checked[^>]* name="email_reminders"', page)
 
@@ -90,13 +92,27 @@ def test_settings_turn_email_reminders_off_and_on_and_move_all_day_ones(as_role)
     response = client.post("/settings", data={"locale": "", "timezone": "Europe/Paris"})
     assert response.status_code == 303
     assert {channel for _event, _task, channel, _at in pending()} == {"in_app"}
-    assert len(pending()) == 3 and db.session.get(User, me.id).email_reminders is False
+    assert len(pending()) == 4 and db.session.get(User, me.id).email_reminders is False
 
     # Ticked again, in Tokyo now: email rows are back, the all-day one at 09:00 in Tokyo.
     client.post("/settings", data={"locale": "", "timezone": "Asia/Tokyo", "email_reminders": "y"})
-    assert len(pending()) == 6
+    assert len(pending()) == 8
+    nine_in_tokyo = datetime.combine(day, time(9), tokyo).astimezone(UTC)
     all_day = {at for event, _task, _channel, at in pending() if event == holiday.id}
-    assert all_day == {datetime.combine(day, time(9), tokyo).astimezone(UTC)} != {nine_in_paris}
+    assert all_day == {nine_in_tokyo} != {nine_in_paris}
+    # The task due on that day is still due on that day, now a Tokyo day.
+    db.session.refresh(on_a_day)
+    assert on_a_day.due_at == datetime.combine(day, time(), tokyo)
+    assert {at for _event, task, _channel, at in pending() if task == on_a_day.id} == {
+        nine_in_tokyo
+    }
+    # Westwards, a day's midnight kept from Tokyo would be the day before in New York.
+    new_york = ZoneInfo("America/New_York")
+    client.post(
+        "/settings", data={"locale": "", "timezone": "America/New_York", "email_reminders": "y"}
+    )
+    db.session.refresh(on_a_day)
+    assert on_a_day.due_at.astimezone(new_york) == datetime.combine(day, time(), new_york)
 
 
 def test_settings_refuse_an_unknown_time_zone(as_role):

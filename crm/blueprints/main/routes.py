@@ -6,6 +6,7 @@ from flask import Blueprint, request
 from flask_babel import gettext as _
 from flask_babel import refresh
 from flask_login import current_user
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from crm import htmx as hx
@@ -13,9 +14,10 @@ from crm.blueprints.account.routes import security_context
 from crm.blueprints.main.forms import SettingsForm
 from crm.extensions import db
 from crm.i18n import select_timezone
-from crm.models import Activity, Contact
+from crm.models import Activity, Contact, Task
 from crm.permissions import has_permission, requires, visible_activities, visible_contacts
 from crm.services import reminders, tasks
+from crm.services.recurrence import local_midnight
 
 bp = Blueprint("main", __name__)
 
@@ -56,6 +58,22 @@ def home():
     )
 
 
+def _keep_all_day_task_dates(user, old_zone: str, new_zone: str) -> None:
+    """A task due on a day is stored at that day's midnight where its assignee lives: when
+    they move, it stays due on the same date (Paris to New York would make it the day before)."""
+    if old_zone == new_zone:
+        return
+    old, new = ZoneInfo(old_zone), ZoneInfo(new_zone)
+    open_on_a_day = select(Task).where(
+        Task.assignee_id == user.id,
+        Task.status == "open",
+        Task.all_day.is_(True),
+        Task.due_at.is_not(None),
+    )
+    for task in db.session.scalars(open_on_a_day):
+        task.due_at = local_midnight(task.due_at.astimezone(old).date(), new)
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @requires("account.settings")
 def settings():
@@ -69,6 +87,7 @@ def settings():
             form.timezone.data,
             form.email_reminders.data,
         )
+        _keep_all_day_task_dates(current_user, select_timezone(), form.timezone.data)
         current_user.locale = form.locale.data or None
         current_user.timezone = form.timezone.data
         current_user.email_reminders = form.email_reminders.data
