@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from crm.extensions import db
@@ -198,6 +198,26 @@ def card_options() -> tuple:
         joinedload(Deal.company),
         joinedload(Deal.pipeline).joinedload(Pipeline.stages),
     )
+
+
+def page_options() -> tuple:
+    """What a deal's page shows around the deal, joined into the deal's query: its
+    customer, owner, stage, pipeline and the pipeline's stages (the stepper); the lines
+    and their products come in a second query (many rows: not joined to the stages)."""
+    return (
+        joinedload(Deal.contact).joinedload(Contact.company),
+        joinedload(Deal.company),
+        joinedload(Deal.owner),
+        joinedload(Deal.stage),
+        joinedload(Deal.pipeline).joinedload(Pipeline.stages),
+        selectinload(Deal.lines).joinedload(DealLine.product),
+    )
+
+
+def reload_for_page(deal_id: int) -> Deal:
+    """The deal again after a commit, with what its page shows (see reload_for_card)."""
+    query = select(Deal).where(Deal.id == deal_id).options(*page_options())
+    return db.session.scalars(query.execution_options(populate_existing=True)).unique().one()
 
 
 def reload_for_card(deal_id: int) -> Deal:

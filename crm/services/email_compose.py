@@ -159,13 +159,3 @@ def load_for_page(user: User, message_id: int) -> EmailMessage | None:
         )
     )
     return db.session.scalars(query).one_or_none()
-
-
-def messages_by_id(user: User | None, ids) -> dict[int, EmailMessage]:
-    """The messages among `ids` that `user` may read (all of them when user is None),
-    in one query: the timeline shows the rest as "Private email"."""
-    ids = {i for i in ids if i}
-    if not ids:
-        return {}
-    query = visible_emails(user) if user is not None else select(EmailMessage)
-    return {m.id: m for m in db.session.scalars(query.where(EmailMessage.id.in_(ids)))}

@@ -30,7 +30,13 @@ from crm.models import (
 )
 from crm.models.search_keys import fold
 from crm.models.support import INCIDENT_KINDS, INCIDENT_STATUSES, PRIORITIES
-from crm.permissions import SUPPORT, has_permission, visible_incidents, visible_interventions
+from crm.permissions import (
+    SUPPORT,
+    has_permission,
+    visible_deals,
+    visible_incidents,
+    visible_interventions,
+)
 from crm.services import assignment, custom_fields, keyset, sla
 from crm.services.recurrence import from_local_naive
 from crm.services.reminders import now, user_zone
@@ -230,30 +236,49 @@ def customer_incidents(user: User, *, contact=None, company=None, limit: int = 2
         query = query.where(Incident.contact_id == contact.id)
     else:
         query = query.where(Incident.company_id == company.id)
-    query = query.options(selectinload(Incident.assignee), selectinload(Incident.contact))
+    # The panel names the assignee: joined in, rather than a query of its own.
+    query = query.options(joinedload(Incident.assignee))
     query = query.order_by(
         Incident.status.notin_(OPEN_STATUSES), Incident.created_at.desc(), Incident.id.desc()
     )
     return list(db.session.scalars(query.limit(limit)))
 
 
+def page_options() -> tuple:
+    """What an incident's page shows around it: one row each, joined into the incident's own
+    query rather than one query apiece; the conversation in a second one, each message
+    with its author and the mail it went out or came in as (its delivery state)."""
+    return (
+        joinedload(Incident.contact).joinedload(Contact.owner),
+        joinedload(Incident.contact).joinedload(Contact.company),
+        joinedload(Incident.company).joinedload(Company.owner),
+        joinedload(Incident.assignee),
+        joinedload(Incident.created_by),
+        joinedload(Incident.product),
+        joinedload(Incident.team),
+        selectinload(Incident.messages).options(
+            joinedload(IncidentMessage.author), joinedload(IncidentMessage.email)
+        ),
+    )
+
+
+_PAGE_RELATIONS = frozenset(
+    {"contact", "company", "assignee", "created_by", "product", "team", "messages"}
+)
+
+
 def load_for_page(incident: Incident) -> Incident:
-    """The incident with what its page shows, in a fixed number of queries."""
+    """The incident with what its page shows, in a fixed number of queries: read again
+    (after a commit, or when it came without them), else as it is."""
+    state = sa_inspect(incident)
+    if not state.expired and not (state.unloaded & _PAGE_RELATIONS):
+        return incident
     # The id from the identity key: after a commit `incident.id` would reload the row first.
-    (incident_id,) = sa_inspect(incident).identity
+    (incident_id,) = state.identity
     return db.session.scalars(
         select(Incident)
         .where(Incident.id == incident_id)
-        .options(
-            # One row each: joined into the incident's own query rather than one query apiece.
-            joinedload(Incident.contact).joinedload(Contact.owner),
-            joinedload(Incident.contact).joinedload(Contact.company),
-            joinedload(Incident.company).joinedload(Company.owner),
-            joinedload(Incident.assignee),
-            joinedload(Incident.product),
-            joinedload(Incident.team),
-            selectinload(Incident.messages).joinedload(IncidentMessage.author),
-        )
+        .options(*page_options())
         .execution_options(populate_existing=True)
     ).one()
 
@@ -461,6 +486,8 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
 class FollowUps:
     tasks: list[Task]
     deals: list[Deal]
+    # The deals the viewer may open (the others are named, not linked).
+    openable_deal_ids: frozenset[int] = frozenset()
 
 
 def visible_interventions_of(incident: Incident, user: User) -> list[Intervention]:
@@ -475,22 +502,32 @@ def visible_interventions_of(incident: Incident, user: User) -> list[Interventio
     return list(db.session.scalars(query))
 
 
-def follow_ups(incident: Incident) -> FollowUps:
-    """The tasks and deals made from this incident (deals shown without amount to
-    those who may not see it: the template decides)."""
+def follow_ups(incident: Incident, viewer: User | None = None) -> FollowUps:
+    """The tasks and deals made from this incident, two queries whatever their number (deals
+    shown without amount to those who may not see it: the template decides)."""
     tasks = db.session.scalars(
         select(Task)
         .where(Task.incident_id == incident.id)
-        .options(selectinload(Task.assignee))
+        .options(joinedload(Task.assignee))
         .order_by(Task.id)
     )
-    deals = db.session.scalars(
-        select(Deal)
-        .where(Deal.incident_id == incident.id)
-        .options(selectinload(Deal.stage), selectinload(Deal.owner))
-        .order_by(Deal.id)
+    # Whether the viewer may open each deal comes with it, rather than a query per deal.
+    openable = (
+        Deal.id.in_(visible_deals(viewer).with_only_columns(Deal.id).correlate(None))
+        if viewer is not None
+        else literal(False)
     )
-    return FollowUps(list(tasks), list(deals))
+    rows = db.session.execute(
+        select(Deal, openable)
+        .where(Deal.incident_id == incident.id)
+        .options(joinedload(Deal.stage), joinedload(Deal.owner))
+        .order_by(Deal.id)
+    ).all()
+    return FollowUps(
+        list(tasks),
+        [deal for deal, _ in rows],
+        frozenset(deal.id for deal, may_open in rows if may_open),
+    )
 
 
 def _require_complaint_owner(incident: Incident) -> User:

@@ -12,10 +12,10 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from crm.extensions import db
-from crm.models import SecuritySetting, User, UserSession
+from crm.models import Notification, SecuritySetting, User, UserSession
 from crm.models.types import utcnow
 
 # last_seen_at is written at most this often: not a database write per request.
@@ -90,15 +90,22 @@ def load(token: str) -> User | None:
         .where(SecuritySetting.key == REQUIRED_ROLES_KEY)
         .scalar_subquery()
     )
+    # So does the bell's count, which every page shows: not a query of its own per page.
+    unread = (
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.user_id == User.id, Notification.read_at.is_(None))
+        .scalar_subquery()
+    )
     query = (
-        select(UserSession, User, required)
+        select(UserSession, User, required, unread)
         .join(User, User.id == UserSession.user_id)
         .where(UserSession.token_hash == _hash(token), UserSession.revoked_at.is_(None))
     )
     found = db.session.execute(query).first()
     if found is None:
         return None
-    row, user, required_roles = found
+    row, user, required_roles, unread_count = found
     now = utcnow()
     if not user.active or _expired(row, now):
         row.revoked_at = now
@@ -110,6 +117,7 @@ def load(token: str) -> User | None:
         db.session.commit()
     user.session_token, user.current_session = token, row
     user.roles_needing_two_factor = set(required_roles or [])
+    user.unread_notifications = unread_count
     return user
 
 

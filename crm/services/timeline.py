@@ -2,14 +2,28 @@
 
 from datetime import datetime
 
-from sqlalchemy import or_, select, union
+from sqlalchemy import and_, or_, select, union
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
-from crm.models import Activity, Company, Contact, Deal, User
+from crm.models import Activity, Company, Contact, Deal, EmailMessage, User
 from crm.models.types import utcnow
 
 TIMELINE_PAGE = 30
+DEAL_TIMELINE_PAGE = 50
+
+
+class Timeline(list):
+    """A timeline's entries, newest first, with `emails`: the messages of its email entries
+    that the reader may read, by id (read in the same query; the others show as private)."""
+
+    def __init__(self, rows=()):
+        super().__init__()
+        self.emails: dict[int, EmailMessage] = {}
+        for activity, message in rows:
+            self.append(activity)
+            if message is not None:
+                self.emails[message.id] = message
 
 
 def record_activity(
@@ -62,7 +76,16 @@ def _deal_events_visible_to(user: User):
     return or_(Activity.deal_id.is_(None), visible.exists())
 
 
-def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
+def _with_readable_emails(query, user: User):
+    """The entries of `query`, each with its email message when `user` may read it."""
+    from crm.permissions import visible_emails
+
+    readable = and_(EmailMessage.id == Activity.email_message_id, visible_emails(user).whereclause)
+    query = query.add_columns(EmailMessage).outerjoin(EmailMessage, readable)
+    return Timeline(db.session.execute(query).all())
+
+
+def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -> Timeline:
     query = (
         select(Activity)
         .where(Activity.contact_id == contact.id, _deal_events_visible_to(user))
@@ -70,10 +93,22 @@ def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(limit)
     )
-    return list(db.session.scalars(query))
+    return _with_readable_emails(query, user)
 
 
-def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -> list[Activity]:
+def deal_timeline(deal: Deal, user: User, limit: int = DEAL_TIMELINE_PAGE) -> Timeline:
+    """What was logged on a deal (whoever may see the deal sees all of it)."""
+    query = (
+        select(Activity)
+        .where(Activity.deal_id == deal.id)
+        .options(joinedload(Activity.author))
+        .order_by(Activity.occurred_at.desc(), Activity.id.desc())
+        .limit(limit)
+    )
+    return _with_readable_emails(query, user)
+
+
+def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -> Timeline:
     """What was logged on the company, and by or about its people (also before they joined).
 
     The newest of each kind are picked apart, each by its own index, then merged: as one
@@ -98,4 +133,4 @@ def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -
         .order_by(*newest_first)
         .limit(limit)
     )
-    return list(db.session.scalars(query))
+    return _with_readable_emails(query, user)

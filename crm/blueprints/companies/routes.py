@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 from crm import htmx as hx
 from crm.blueprints.companies.forms import CompanyForm, CompanyQuickAddForm
@@ -88,10 +88,11 @@ def _detail_context(company: Company, **extra) -> dict:
         db.session.scalars(
             select(Contact)
             .where(Contact.company_id == company.id)
-            .options(selectinload(Contact.owner), selectinload(Contact.tags))
-            .order_by(Contact.sort_name)
+            # Joined in: with the page's other queries, one each would pass ten.
+            .options(joinedload(Contact.owner), joinedload(Contact.tags))
+            .order_by(Contact.sort_name, Contact.id)
             .limit(PEOPLE_SHOWN + 1)
-        )
+        ).unique()
     )
     context = {
         "company": company,
@@ -112,7 +113,7 @@ def _detail_context(company: Company, **extra) -> dict:
 @bp.route("/<int:company_id>")
 @requires("contacts.view")
 def detail(company_id: int):
-    company = get_or_404_for(current_user, Company, company_id)
+    company = get_or_404_for(current_user, Company, company_id, joinedload(Company.owner))
     return hx.render("companies/detail.html", **_detail_context(company))
 
 

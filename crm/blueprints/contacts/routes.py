@@ -5,6 +5,7 @@ import json
 from flask import Blueprint, abort, current_app, make_response, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
+from sqlalchemy.orm import joinedload
 
 from crm import htmx as hx
 from crm.blueprints.contacts.forms import (
@@ -138,10 +139,14 @@ def _detail_context(contact: Contact, **extra) -> dict:
     return context
 
 
+# What the page shows of the contact itself, joined into the query that reads it.
+PAGE_LOADS = (joinedload(Contact.company), joinedload(Contact.owner), joinedload(Contact.tags))
+
+
 @bp.route("/<int:contact_id>")
 @requires("contacts.view")
 def detail(contact_id: int):
-    contact = get_or_404_for(current_user, Contact, contact_id)
+    contact = get_or_404_for(current_user, Contact, contact_id, *PAGE_LOADS)
     return hx.render("contacts/detail.html", **_detail_context(contact))
 
 

@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 from flask import abort, current_app, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
-from sqlalchemy import select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import selectinload
 
 from crm import htmx as hx
 from crm.blueprints.custom_fields.inputs import CustomInputs
@@ -23,7 +23,7 @@ from crm.blueprints.deals.forms import DealForm, DealQuickAddForm, LineForm, Mov
 from crm.blueprints.tasks.routes import record_panel_context
 from crm.extensions import db
 from crm.form_helpers import choices
-from crm.models import Activity, Contact, Deal, DealLine, Pipeline, Product, Stage, User
+from crm.models import Contact, Deal, DealLine, Pipeline, Product, Stage, User
 from crm.models.search_keys import fold
 from crm.permissions import get_or_404_for, has_permission, requires, visible_contacts
 from crm.services import deal_list, deals
@@ -31,7 +31,7 @@ from crm.services.companies import find_or_create_company
 from crm.services.contact_fields import possible_owners
 from crm.services.deal_filters import DealFilters
 from crm.services.text_search import search_condition
-from crm.services.timeline import record_activity
+from crm.services.timeline import deal_timeline, record_activity
 
 PAGE_BLOCKS = {"deal-page": "page"}
 _REFERENCE = re.compile(r"#(\d+)\)?\s*$")
@@ -52,8 +52,7 @@ def _contact_from_reference(text: str) -> Contact | None:
 
 
 def _load(deal_id: int) -> Deal:
-    deal = get_or_404_for(current_user, Deal, deal_id)
-    return deal
+    return get_or_404_for(current_user, Deal, deal_id, *deals.page_options())
 
 
 def _safe_return(target: str | None) -> str | None:
@@ -116,13 +115,6 @@ def create():
 def _page_context(deal: Deal, **extra) -> dict:
     form = extra.pop("form", None) or _deal_form(deal)
     custom = extra.pop("custom", None) or CustomInputs.for_record("deal", deal.custom_fields)
-    timeline = db.session.scalars(
-        select(Activity)
-        .where(Activity.deal_id == deal.id)
-        .options(joinedload(Activity.author))
-        .order_by(Activity.occurred_at.desc(), Activity.id.desc())
-        .limit(50)
-    ).all()
     context = {
         "deal": deal,
         "form": form,
@@ -131,7 +123,7 @@ def _page_context(deal: Deal, **extra) -> dict:
         "note_form": extra.pop("note_form", None) or NoteForm(formdata=None),
         "move_form": extra.pop("move_form", None),
         "stages": deal.pipeline.stages,
-        "timeline": timeline,
+        "timeline": deal_timeline(deal, current_user),
         "margin": deals.margin(deal),
         "stalled": deals.is_stalled(deal),
         "conflict": None,
@@ -143,9 +135,12 @@ def _page_context(deal: Deal, **extra) -> dict:
 
 def _deal_form(deal: Deal, formdata=None) -> DealForm:
     form = DealForm(formdata=formdata)
-    form.owner.choices = choices(
-        [("", _("Nobody"))] + [(str(u.id), u.name) for u in possible_owners()]
-    )
+    if formdata is None and not has_permission(current_user, "deals.assign"):
+        # Shown as the owner's name, not as a select: no need to read who else could be.
+        owners = [deal.owner] if deal.owner else []
+    else:
+        owners = possible_owners()
+    form.owner.choices = choices([("", _("Nobody"))] + [(str(u.id), u.name) for u in owners])
     if formdata is None:
         form.version.data = deal.version_id
         form.title.data = deal.title
@@ -160,6 +155,11 @@ def _deal_form(deal: Deal, formdata=None) -> DealForm:
 
 
 def _render_page(deal: Deal, status: int = 200, **extra):
+    if sa_inspect(deal).expired:
+        # After a commit: read the deal and what its page shows again in two queries,
+        # rather than one per expired object as the page reads them. By the identity key:
+        # even `deal.id` would reload the row first.
+        deal = deals.reload_for_page(sa_inspect(deal).identity[0])
     return hx.render(
         "deals/detail.html", PAGE_BLOCKS, status=status, **_page_context(deal, **extra)
     )

@@ -44,23 +44,6 @@ def compose_url(record) -> str:
     return url_for("email.compose", **{f"{kind}_id": record.id})
 
 
-@bp.app_template_global("timeline_emails")
-def timeline_emails(activities) -> dict:
-    """The messages the timeline's email entries show that the reader may read, in one
-    query; the others appear as "Private email"."""
-    ids = [a.email_message_id for a in activities if a.kind == "email" and a.email_message_id]
-    if not ids or not current_user.is_authenticated:
-        return {}
-    return email_compose.messages_by_id(current_user._get_current_object(), ids)
-
-
-@bp.app_template_global("incident_emails")
-def incident_emails(messages) -> dict:
-    """The delivery state of an incident conversation's mails, in one query (the incident's
-    readers see its replies' status whoever sent them)."""
-    return email_compose.messages_by_id(None, [m.email_message_id for m in messages])
-
-
 # ---- composing --------------------------------------------------------------------------
 
 

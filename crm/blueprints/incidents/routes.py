@@ -220,7 +220,7 @@ def _detail_context(incident: Incident, **extra) -> dict:
     incident = context["incident"]
     context.update(
         owner=service.account_owner(incident),
-        follow=service.follow_ups(incident),
+        follow=service.follow_ups(incident, current_user),
         visits=service.visible_interventions_of(incident, current_user),
         custom_editing=None,  # (key, CustomInputs) of a custom field edited without htmx
     )
@@ -250,7 +250,7 @@ def _header_context(incident: Incident, **extra) -> dict:
 @bp.route("/<int:incident_id>")
 @requires("incidents.read")
 def detail(incident_id: int):
-    incident = get_or_404_for(current_user, Incident, incident_id)
+    incident = get_or_404_for(current_user, Incident, incident_id, *service.page_options())
     return hx.render("incidents/detail.html", **_detail_context(incident))
 
 

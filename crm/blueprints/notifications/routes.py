@@ -30,7 +30,10 @@ def _bell_context():
     def unread_notifications() -> int:
         if not has_permission(current_user, "notifications.view"):
             return 0
-        return notifications.unread_count(current_user)
+        # Counted with the session as the request began (crm.services.sessions.load); the
+        # routes that change it answer with a fresh count or send the browser on.
+        counted = getattr(current_user, "unread_notifications", None)
+        return notifications.unread_count(current_user) if counted is None else counted
 
     return {
         "unread_notifications": unread_notifications,
