@@ -1,9 +1,13 @@
 """The kanban board of a pipeline: its columns, their totals, and the cards they show.
 
 A board runs the same handful of queries whatever the number of deals: the
-column totals come from one GROUP BY (stage, currency), and the cards from one
-query that keeps the first CARD_LIMIT deals of each stage with a window
-function. Won and lost columns only show what closed in the last CLOSED_DAYS.
+column totals come from one GROUP BY (stage, currency), over every deal of each
+column, and the cards from one query: the FIRST_CARDS first deals of each stage,
+one LIMITed select per stage joined with UNION ALL (each walks its stage in order
+and stops early, where a window over the whole pipeline read every deal). The rest
+of a column comes NEXT_CARDS at a time as one scrolls down it (column_cards), after
+the last card shown (keyset). Won and lost columns only show what closed in the
+last CLOSED_DAYS.
 """
 
 from collections import defaultdict
@@ -11,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, func, literal, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
@@ -19,14 +23,25 @@ from crm.models import Deal, Team, User
 from crm.models.deals import Pipeline, Stage
 from crm.models.types import utcnow
 from crm.permissions import ADMIN, MANAGER, SALES, visible_deals
+from crm.services import keyset
 from crm.services.deal_filters import DealFilters
 from crm.services.deals import StageColumn, is_stalled
 
-# Fifty cards are already several screens of a column; the rest is one link away, in the list.
-CARD_LIMIT = 50
+# A screen of cards per column when the board opens, then a few screens per scroll: the
+# board stays light however many deals a column holds, and every card is one scroll away.
+FIRST_CARDS = 8
+NEXT_CARDS = 20
 CLOSED_DAYS = 30
 DEFAULT_CURRENCY = "EUR"
 CENT = Decimal("0.01")
+
+# The order of a column's cards: soonest expected close first, undated last, then by id.
+_UNDATED = date(2999, 12, 31)
+CARD_ORDER = keyset.SortKey(func.coalesce(Deal.expected_close, literal(_UNDATED)), "date")
+
+
+def card_sort_value(deal: Deal) -> date:
+    return deal.expected_close or _UNDATED
 
 
 @dataclass
@@ -39,7 +54,7 @@ class CurrencyTotal:
 
 @dataclass
 class BoardColumn(StageColumn):
-    """A stage with its cards; total and weighted are in `currency`, the column's main one.
+    """A stage with its first cards; total and weighted are in `currency`, the column's main one.
 
     Amounts in other currencies are never added to those: they are in `others`.
     """
@@ -49,12 +64,32 @@ class BoardColumn(StageColumn):
 
     @property
     def more(self) -> int:
-        """Deals of the column that are not shown as cards."""
+        """Deals of the column that are not shown as cards yet."""
         return max(self.count - len(self.deals), 0)
+
+    @property
+    def next_cursor(self) -> str | None:
+        """Where the next cards of the column start: after the last one shown."""
+        if not self.more or not self.deals:
+            return None
+        last = self.deals[-1]
+        return keyset.encode_cursor(card_sort_value(last), last.id)
+
+
+@dataclass
+class CardPage:
+    """The next cards of a column, and where the ones after them start (None: no more)."""
+
+    deals: list[Deal]
+    next_cursor: str | None
 
 
 def closed_since(now: datetime | None = None) -> datetime:
     return (now or utcnow()) - timedelta(days=CLOSED_DAYS)
+
+
+def _scoped(user: User, pipeline_id: int, filters: DealFilters, today: date | None) -> Select:
+    return filters.apply(visible_deals(user).where(Deal.pipeline_id == pipeline_id), user, today)
 
 
 def board_query(
@@ -67,11 +102,24 @@ def board_query(
 ) -> Select:
     """The deals the board of `pipeline` shows to `user`: scoped, filtered, recent if closed."""
     open_stage_ids = [stage.id for stage in pipeline.stages if not stage.is_closed]
-    query = visible_deals(user).where(
-        Deal.pipeline_id == pipeline.id,
-        or_(Deal.stage_id.in_(open_stage_ids), Deal.closed_at >= closed_since(now)),
+    return _scoped(user, pipeline.id, filters, today).where(
+        or_(Deal.stage_id.in_(open_stage_ids), Deal.closed_at >= closed_since(now))
     )
-    return filters.apply(query, user, today)
+
+
+def stage_query(
+    user: User,
+    stage: Stage,
+    filters: DealFilters,
+    *,
+    today: date | None = None,
+    now: datetime | None = None,
+) -> Select:
+    """The deals of one column of the board: the same as board_query, for one stage."""
+    query = _scoped(user, stage.pipeline_id, filters, today).where(Deal.stage_id == stage.id)
+    if stage.is_closed:
+        query = query.where(Deal.closed_at >= closed_since(now))
+    return query
 
 
 def currency_totals(query: Select, stages: list[Stage]) -> dict[int, list[CurrencyTotal]]:
@@ -107,28 +155,48 @@ def make_column(stage: Stage, totals: list[CurrencyTotal], deals: list[Deal]) ->
     )
 
 
-def card_deals(query: Select, limit: int = CARD_LIMIT) -> dict[int, list[Deal]]:
-    """{stage id: its first `limit` deals}: soonest expected close first, undated last."""
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=Deal.stage_id,
-            order_by=(Deal.expected_close.nulls_last(), Deal.id),
-        )
-        .label("rank")
-    )
-    ranked = query.with_only_columns(Deal.id.label("deal_id"), rank).subquery()
-    cards = (
-        select(Deal)
-        .join(ranked, ranked.c.deal_id == Deal.id)
-        .where(ranked.c.rank <= limit)
-        .options(joinedload(Deal.owner), joinedload(Deal.company), joinedload(Deal.contact))
-        .order_by(Deal.stage_id, ranked.c.rank)
-    )
+def _with_card_parts(query: Select) -> Select:
+    """What a card shows besides the deal: its owner and its customer, in the same query."""
+    return query.options(joinedload(Deal.owner), joinedload(Deal.company), joinedload(Deal.contact))
+
+
+def _first_ids(query: Select, limit: int) -> Select:
+    """The ids of the first `limit` cards of a column, as a subquery UNION ALL can join."""
+    ordered = query.with_only_columns(Deal.id.label("deal_id"))
+    ordered = ordered.order_by(*keyset.ordering(CARD_ORDER, Deal.id, False)).limit(limit)
+    return select(ordered.subquery().c.deal_id)
+
+
+def card_deals(queries: dict[int, Select], limit: int) -> dict[int, list[Deal]]:
+    """{stage id: its first `limit` deals}, from one query, for {stage id: its deals' query}."""
+    if not queries:
+        return {}
+    ids = union_all(*(_first_ids(query, limit) for query in queries.values())).subquery()
+    cards = _with_card_parts(select(Deal).where(Deal.id.in_(select(ids.c.deal_id))))
     by_stage: dict[int, list[Deal]] = defaultdict(list)
     for deal in db.session.scalars(cards):
         by_stage[deal.stage_id].append(deal)
+    for deals in by_stage.values():
+        deals.sort(key=lambda deal: (card_sort_value(deal), deal.id))
     return by_stage
+
+
+def column_cards(
+    user: User,
+    stage: Stage,
+    filters: DealFilters,
+    cursor: str | None,
+    *,
+    size: int | None = None,
+    today: date | None = None,
+    now: datetime | None = None,
+) -> CardPage:
+    """The cards of one column after `cursor` (the last card shown), NEXT_CARDS at a time."""
+    size = size or NEXT_CARDS
+    query = stage_query(user, stage, filters, today=today, now=now)
+    query = keyset.paginate(_with_card_parts(query), CARD_ORDER, Deal.id, False, cursor, size)
+    deals, next_cursor = keyset.split_page(list(db.session.scalars(query)), size, card_sort_value)
+    return CardPage(deals, next_cursor)
 
 
 def load_board(
@@ -138,13 +206,17 @@ def load_board(
     *,
     today: date | None = None,
     now: datetime | None = None,
-    limit: int = CARD_LIMIT,
+    limit: int | None = None,
 ) -> list[BoardColumn]:
-    """One column per stage of `pipeline`, in order, with totals and the first cards."""
+    """One column per stage of `pipeline`, in order, with totals and the first cards
+    (FIRST_CARDS unless `limit` says)."""
     stages = list(pipeline.stages)
     query = board_query(user, pipeline, filters, today=today, now=now)
     totals = currency_totals(query, stages)
-    cards = card_deals(query, limit) if stages else {}
+    per_stage = {
+        stage.id: stage_query(user, stage, filters, today=today, now=now) for stage in stages
+    }
+    cards = card_deals(per_stage, limit or FIRST_CARDS)
     return [
         make_column(stage, totals.get(stage.id, []), cards.get(stage.id, [])) for stage in stages
     ]
@@ -170,6 +242,11 @@ def is_overdue(deal: Deal, today: date) -> bool:
     return (
         deal.expected_close is not None and deal.expected_close < today and not deal.stage.is_closed
     )
+
+
+def shows_owners(user: User) -> bool:
+    """Whether the cards name their owner: a rep's board holds only the rep's own deals."""
+    return user.role != SALES
 
 
 def card_flags(deal: Deal, today: date, now: datetime | None = None) -> dict[str, bool]:

@@ -10,6 +10,7 @@ import pytest
 from crm.extensions import db
 from crm.models import Activity, Deal, DealStageHistory
 from crm.models.types import utcnow
+from crm.services import deal_board
 from tests.conftest import htmx_headers
 from tests.factories import (
     make_company,
@@ -33,7 +34,7 @@ def cards_by_column(html: str) -> dict[str, list[str]]:
     columns = {}
     for section in re.findall(r'<section class="board-column.*?</section>', html, re.S):
         name = re.search(r"<h2>([^<]+)</h2>", section).group(1)
-        columns[name] = re.findall(r'class="deal-title"[^>]*>([^<]+)</a>', section)
+        columns[name] = re.findall(r'<article [^>]*><a href="/deals/\d+">([^<]+)</a>', section)
     return columns
 
 
@@ -97,7 +98,7 @@ class TestBoardPage:
             "Lost": [],
         }
         assert "Acme · Ada Lovelace" in html
-        assert 'class="avatar small" title="Sarah Connor">SC<' in html
+        assert "<abbr" not in html  # a rep's cards are all theirs: no owner on them
         prospection = head(html, pipeline.stages[0].id)
         assert "€12,500" in prospection and "€1,250 weighted" in prospection
         demo = head(html, stage(pipeline, "Demo").id)
@@ -106,6 +107,8 @@ class TestBoardPage:
         # SortableJS only on this page; the drop glue lives in app.js.
         assert "vendor/Sortable.min.js" in html
         assert 'id="lost-dialog"' in html
+        # One move form for the page, copied into a card when its "⋯" opens.
+        assert html.count('class="card-move"') == 1 and 'id="card-move-template"' in html
 
     def test_flags_stalled_and_overdue(self, rep, pipeline):
         client, me = rep
@@ -117,14 +120,14 @@ class TestBoardPage:
         )
         db.session.commit()
         html = client.get("/deals").text
-        sleeping = re.search(
-            r'<article id="deal-\d+" class="deal-card is-stalled".*?</article>', html, re.S
-        )
-        assert sleeping and "Sleeping" in sleeping.group(0) and ">Stalled<" in sleeping.group(0)
-        late = re.search(
-            r'<article id="deal-\d+" class="deal-card is-overdue".*?</article>', html, re.S
-        )
-        assert late and "Late" in late.group(0) and ">Overdue<" in late.group(0)
+        cards = {
+            re.search(r">([^<]+)</a>", card).group(1): card
+            for card in re.findall(r"<article .*?</article>", html, re.S)
+        }
+        assert '<em class="stalled">Stalled</em>' in cards["Sleeping"]
+        assert "overdue" not in cards["Sleeping"]
+        assert '<em class="overdue">Overdue</em>' in cards["Late"]
+        assert "stalled" not in cards["Late"]
 
     def test_several_currencies_are_listed_apart(self, rep, pipeline):
         client, me = rep
@@ -159,6 +162,7 @@ class TestBoardPage:
 
         page = client.get("/deals").text
         assert f'<option value="{rep.id}" >Rita Rep</option>' in page  # the team, as owner choices
+        assert '<abbr title="Rita Rep">RR</abbr>' in page  # whose deal each card is
         response = client.get(
             f"/deals?pipeline={pipeline.id}&owner={rep.id}", headers=htmx_headers(BOARD)
         )
@@ -175,23 +179,59 @@ class TestBoardPage:
         html = client.get("/deals?q=nothing-like-this").text
         assert "No deal matches these filters." in html
 
-    def test_more_link_on_the_page(self, rep, pipeline, monkeypatch):
-        from crm.services import deal_board
-
-        real = deal_board.load_board
-        monkeypatch.setattr(deal_board, "load_board", lambda *a, **k: real(*a, **{**k, "limit": 2}))
+    def test_a_column_shows_its_first_cards_then_the_next_ones_as_one_scrolls(
+        self, rep, pipeline, monkeypatch
+    ):
         client, me = rep
-        for _ in range(5):
-            make_deal(pipeline, owner=me)
+        today = utcnow().date()
+        first = deal_board.FIRST_CARDS
+        for i in range(first + 3):
+            make_deal(
+                pipeline, owner=me, title=f"Deal {i:02}", expected_close=today + timedelta(days=i)
+            )
+        make_deal(pipeline, owner=me, title="Undated deal")  # undated: last
+        make_deal(pipeline, owner=me, title="Globex")  # filtered out
+        make_deal(pipeline, owner=make_user(role="sales"), title="Their deal")  # not the rep's
         db.session.commit()
+        prospection = pipeline.stages[0]
+
         html = client.get("/deals?q=deal").text
-        assert len(cards_by_column(html)["Prospection"]) == 2
-        link = re.search(r'<a class="column-more" href="([^"]+)">\s*and 3 more</a>', html)
-        assert link, "no link to the rest of the column"
-        assert (
-            link.group(1)
-            == f"/deals/list?q=deal&amp;pipeline={pipeline.id}&amp;stage={pipeline.stages[0].id}"
+        assert cards_by_column(html)["Prospection"] == [f"Deal {i:02}" for i in range(first)]
+        assert 'title="12 deals">12<' in head(html, prospection.id)  # the head counts them all
+        more = re.search(
+            r'<a class="column-more" href="([^"]+)" hx-get="([^"]+)" '
+            r'hx-trigger="revealed" hx-swap="outerHTML">and 4 more</a>\s*</div>',
+            html,
         )
+        assert more, "no end of column that loads the next cards"
+        # Without JavaScript, the end of the column is a link to its deals in the list.
+        assert more.group(1) == (
+            f"/deals/list?q=deal&amp;pipeline={pipeline.id}&amp;stage={prospection.id}"
+        )
+
+        monkeypatch.setattr(deal_board, "NEXT_CARDS", 2)
+        next_url = more.group(2).replace("&amp;", "&")
+        assert next_url.startswith(f"/deals/stages/{prospection.id}/cards?")
+        response = client.get(next_url, headers=htmx_headers("a.column-more"))
+        assert response.status_code == 200 and "<html" not in response.text
+        titles = re.findall(r'<article [^>]*><a href="/deals/\d+">([^<]+)</a>', response.text)
+        assert titles == [f"Deal {first:02}", f"Deal {first + 1:02}"]
+        more = re.search(r'hx-get="([^"]+)"[^>]*>and 2 more</a>$', response.text.strip())
+        assert more, "no end of column after the second cards"
+        response = client.get(
+            more.group(1).replace("&amp;", "&"), headers=htmx_headers("a.column-more")
+        )
+        titles = re.findall(r'<article [^>]*><a href="/deals/\d+">([^<]+)</a>', response.text)
+        assert titles == [f"Deal {first + 2:02}", "Undated deal"]
+        assert "column-more" not in response.text  # the end of the column
+
+        # Opened as a page, the next cards are the column's deals in the list.
+        response = client.get(next_url)
+        assert response.status_code == 303
+        assert response.headers["Location"] == (
+            f"/deals/list?q=deal&pipeline={pipeline.id}&stage={prospection.id}"
+        )
+        assert client.get("/deals/stages/999999/cards").status_code == 404
 
     def test_no_pipeline_yet(self, rep):
         client, _ = rep
@@ -210,10 +250,8 @@ class TestMove:
         assert response.status_code == 200
         html = response.text
         assert toast_of(response) == "Deal moved to Demo."
-        card = re.match(
-            r'\s*<article id="deal-(\d+)"[^>]*data-stage-id="(\d+)" data-version="(\d+)"', html
-        )
-        assert card and card.groups() == (str(deal.id), str(demo.id), "2")
+        card = re.match(r'\s*<article id="deal-(\d+)" class="deal-card" data-version="(\d+)"', html)
+        assert card and card.groups() == (str(deal.id), "2")
         # The heads of the column it left and of the one it joined, as <hx-partial>s.
         prospection_id = pipeline.stages[0].id
         assert f'<hx-partial hx-target="#stage-head-{prospection_id}" hx-swap="outerHTML">' in html
@@ -344,12 +382,42 @@ class TestMove:
         assert "<html" in response.text and "Why was this deal lost?" in response.text
         assert "Say why the deal was lost." in response.text and "Initech" in response.text
 
+    def test_without_javascript_the_card_menu_opens_a_move_page(self, rep, pipeline):
+        client, me = rep
+        deal = make_deal(pipeline, owner=me, title="Initech")
+        db.session.commit()
+        board = f"/deals?pipeline={pipeline.id}&owner=me"
+        html = client.get(f"/deals/{deal.id}/move", headers={"Referer": f"http://localhost{board}"})
+        assert "<h1>Move to another stage</h1>" in html.text
+        assert f'<a href="/deals/{deal.id}/move" aria-labelledby="move-menu">' in html.text
+        assert 'id="move-menu" hidden>Move to another stage<' in html.text
+        assert f'action="/deals/{deal.id}/move"' in html.text
+        assert re.search(r'<option value="\d+" selected>Prospection</option>', html.text)
+        return_to = board.replace("&", "&amp;")
+        assert f'name="return_to" value="{return_to}"' in html.text
+
+        # Posted from that page, the move goes back to the board it was opened from.
+        demo = stage(pipeline, "Demo").id
+        response = move(client, deal, demo, headers={}, return_to=board)
+        assert response.status_code == 303 and response.headers["Location"] == board
+        db.session.expire_all()
+        assert db.session.get(Deal, deal.id).stage_id == demo
+
+    def test_a_move_never_returns_to_another_site(self, rep, pipeline):
+        client, me = rep
+        deal = make_deal(pipeline, owner=me)
+        db.session.commit()
+        demo = stage(pipeline, "Demo").id
+        response = move(client, deal, demo, headers={}, return_to="https://evil.example/x")
+        assert response.headers["Location"] == "/deals"
+
 
 class TestAccess:
     def test_another_reps_deal_is_a_404(self, rep, pipeline):
         client, _ = rep
         deal = make_deal(pipeline, owner=make_user(role="sales"))
         db.session.commit()
+        assert client.get(f"/deals/{deal.id}/move").status_code == 404
         assert move(client, deal, stage(pipeline, "Demo").id).status_code == 404
         assert move(client, deal, stage(pipeline, "Demo").id, headers={}).status_code == 404
 
@@ -419,8 +487,8 @@ def test_the_board_runs_the_same_few_queries_for_10_or_500_deals(as_role, pipeli
     assert large == small
     assert max(large.values()) <= 10, large
     html = client.get("/deals").text
-    # 83 or 84 deals per column: 50 cards each, and a link to the others.
-    assert html.count('<article id="deal-') == 6 * 50
+    # 83 or 84 deals per column: the first cards of each, and the end that loads the others.
+    assert html.count('<article id="deal-') == 6 * deal_board.FIRST_CARDS
     assert html.count('class="column-more"') == 6
 
 

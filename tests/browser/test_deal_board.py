@@ -16,14 +16,16 @@ from playwright.sync_api import Locator, Page, expect
 from crm.extensions import db
 from crm.models import Deal
 from crm.models.types import utcnow
+from crm.services import deal_board
 from tests import factories
 from tests.browser.conftest import DESKTOP, Clicks
 
 pytestmark = pytest.mark.browser
 
 
-def drag(page: Page, clicks: Clicks, card: Locator, column: Locator) -> None:
-    """One drag, counted as one click: press on the card, release over the column."""
+def drag(page: Page, clicks: Clicks, card: Locator, column: Locator, level: bool = False) -> None:
+    """One drag, counted as one click: press on the card, release over the column (at its
+    top, or `level` with the card: far down a long column, the top is off the screen)."""
     card_id = card.get_attribute("id")
     card.scroll_into_view_if_needed()
     # SortableJS ignores a press on a card while it animates it (120 ms after a drop,
@@ -39,6 +41,8 @@ def drag(page: Page, clicks: Clicks, card: Locator, column: Locator) -> None:
     page.mouse.move(x + 8, y + 8, steps=2)  # past SortableJS's tolerance: the drag starts
     end = column.bounding_box()
     target_x, target_y = end["x"] + end["width"] / 2, end["y"] + min(40, end["height"] / 2)
+    if level:
+        target_y = y
     page.mouse.move(target_x, target_y, steps=5)
     # SortableJS looks where the pointer is every 50 ms: wait until it has put the card there.
     expect(column.locator(f"#{card_id}.card-ghost")).to_have_count(1)
@@ -154,7 +158,7 @@ def test_cancelling_the_lost_reason_puts_the_card_back(
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
     expect(card_in(page, stages["Demo"], deals["demo"])).to_be_visible()
-    expect(card.locator("select")).to_have_value(str(stages["Demo"].id))
+    expect(card.locator("form")).to_have_count(0)  # the form the drop filled in is gone
     # Cancel as well as Escape.
     drag(page, clicks, card, column(page, stages["Lost"]))
     clicks.click(dialog.get_by_role("button", name="Cancel"))
@@ -192,26 +196,31 @@ def test_the_keyboard_moves_a_deal_with_the_stage_menu(
     signed_in(page, sales_user)
     page.goto("/deals")
     card = page.locator(f"#deal-{deals['acme'].id}")
+    menu = card.get_by_role("link", name="Move to another stage")
     # Tab from the title reaches the card's menu; Enter opens it, Tab goes to the stage.
     card.get_by_role("link", name="Acme renewal").focus()
     page.keyboard.press("Tab")
-    expect(card.locator("summary")).to_be_focused()
-    expect(card.locator("summary")).to_have_accessible_name("Move to another stage")
+    expect(menu).to_be_focused()
+    expect(menu).to_have_text("⋯")
     page.keyboard.press("Enter")
+    expect(menu).to_have_attribute("aria-expanded", "true")
+    expect(page).to_have_url(re.compile(r"/deals$"))  # the menu opened in place
     page.keyboard.press("Tab")
-    expect(card.get_by_label("Stage")).to_be_focused()
-    card.get_by_label("Stage").select_option(label="Proposal review")
+    expect(card.get_by_label("Stage", exact=True)).to_be_focused()
+    card.get_by_label("Stage", exact=True).select_option(label="Proposal review")
     page.keyboard.press("Tab")
     expect(card.get_by_role("button", name="Move")).to_be_focused()
     page.keyboard.press("Enter")
     moved = card_in(page, stages["Proposal review"], deals["acme"])
     expect(moved).to_be_visible()
     expect(head(page, stages["Proposal review"]).locator(".column-total")).to_have_text("€12,000")
-    expect(moved.locator("summary")).to_be_focused()  # the keyboard stays on the card
+    # The keyboard stays on the card, its menu closed.
+    expect(moved.get_by_role("link", name="Move to another stage")).to_be_focused()
+    expect(moved.locator("form")).to_have_count(0)
 
     # To Lost from the menu: the same dialog asks for the reason.
     page.keyboard.press("Enter")
-    moved.get_by_label("Stage").select_option(label="Lost")
+    moved.get_by_label("Stage", exact=True).select_option(label="Lost")
     moved.get_by_role("button", name="Move").press("Enter")
     dialog = page.locator("#lost-dialog")
     expect(dialog).to_be_visible()
@@ -251,21 +260,66 @@ def test_without_javascript_the_card_menu_moves_a_deal(
     signed_in(page, sales_user)
     page.goto("/deals?q=acme")
     card = page.locator(f"#deal-{deals['acme'].id}")
-    card.locator("summary").click()  # <details>: opens without JavaScript
-    card.get_by_label("Stage").select_option(label="Demo")
-    card.get_by_role("button", name="Move").click()
+    # "⋯" opens the deal's move form on a page of its own.
+    card.get_by_role("link", name="Move to another stage").click()
+    expect(page.locator("main h1")).to_have_text("Move to another stage")
+    page.get_by_label("Stage", exact=True).select_option(label="Demo")
+    page.get_by_role("button", name="Move").click()
     expect(page).to_have_url(re.compile(r"/deals\?q=acme$"))  # back to the same board
     expect(card_in(page, stages["Demo"], deals["acme"])).to_be_visible()
     expect(page.locator("#toasts")).to_contain_text("Deal moved to Demo.")
 
-    # Lost without a reason: a page asks for it, the stage kept.
-    card.locator("summary").click()
-    card.get_by_label("Stage").select_option(label="Lost")
-    card.get_by_role("button", name="Move").click()
+    # Lost without a reason: the page asks for it, the stage kept.
+    card.get_by_role("link", name="Move to another stage").click()
+    page.get_by_label("Stage", exact=True).select_option(label="Lost")
+    page.get_by_role("button", name="Move").click()
     expect(page.locator("main h1")).to_have_text("Why was this deal lost?")
-    expect(page.get_by_label("Stage")).to_have_value(str(stages["Lost"].id))
+    expect(page.get_by_label("Stage", exact=True)).to_have_value(str(stages["Lost"].id))
     page.get_by_label("Lost reason").fill("Too expensive")
     page.get_by_role("button", name="Move").click()
+    expect(page).to_have_url(re.compile(r"/deals\?q=acme$"))
     expect(card_in(page, stages["Lost"], deals["acme"])).to_be_visible()
     assert stored(deals["acme"]).lost_reason == "Too expensive"
     context.close()
+
+
+def test_a_column_loads_its_next_cards_as_one_scrolls_down_it(
+    page: Page, clicks: Clicks, signed_in, sales_user, board
+):
+    pipeline, stages, deals = board
+    prospection = stages["Prospection"]
+    today = utcnow().date()
+    more = deal_board.FIRST_CARDS + deal_board.NEXT_CARDS  # two scrolls' worth beyond the first
+    for i in range(more):
+        factories.make_deal(
+            pipeline,
+            owner=sales_user,
+            title=f"Later {i:02}",
+            expected_close=today + timedelta(days=60 + i),
+        )
+    db.session.commit()
+    total = more + 2  # and Acme renewal, Globex pilot
+    page.set_viewport_size({"width": 1280, "height": 700})
+    signed_in(page, sales_user)
+    page.goto("/deals")
+    cards = column(page, prospection).locator(".deal-card")
+    expect(cards).to_have_count(deal_board.FIRST_CARDS)
+    expect(head(page, prospection).locator(".column-count")).to_have_text(str(total))
+    end = column(page, prospection).locator(".column-more")
+    expect(end).to_have_text(f"and {total - deal_board.FIRST_CARDS} more")
+
+    # Scrolling down the column brings the next cards, then the last ones: no click.
+    end.scroll_into_view_if_needed()
+    expect(cards).to_have_count(deal_board.FIRST_CARDS + deal_board.NEXT_CARDS)
+    column(page, prospection).locator(".column-more").scroll_into_view_if_needed()
+    expect(cards).to_have_count(total)
+    expect(column(page, prospection).locator(".column-more")).to_have_count(0)
+    expect(cards.nth(total - 2)).to_contain_text(f"Later {more - 1:02}")
+    expect(cards.last).to_contain_text("Globex pilot")  # undated: last
+
+    # A card loaded on the way moves like the others.
+    last = page.locator(f"#{cards.last.get_attribute('id')}")
+    drag(page, clicks, last, column(page, stages["Demo"]), level=True)
+    expect(column(page, stages["Demo"]).locator(f"#{last.get_attribute('id')}")).to_be_visible()
+    expect(head(page, stages["Demo"]).locator(".column-count")).to_have_text("2")
+    expect(head(page, prospection).locator(".column-count")).to_have_text(str(total - 1))

@@ -1,9 +1,13 @@
 """The kanban board of a pipeline: columns per stage, drag and drop between them.
 
+Each column shows its head (count and totals over all its deals) and its first cards; the
+next ones come from /deals/stages/<id>/cards as one scrolls down the column.
+
 A card moves with one POST to /deals/<id>/move, the same form whether it comes from a
-drag (SortableJS fills in the stage and submits it), from the stage <select> on the card
-(keyboard, or no JavaScript at all). The answer is the card, plus the heads of the two
-columns it left and joined, as <hx-partial>s.
+drag (SortableJS fills in the stage and submits it) or from the stage <select> of the
+card's "⋯" menu (keyboard; without JavaScript, "⋯" opens that form on a page of its own).
+The answer is the card, plus the heads of the two columns it left and joined, as
+<hx-partial>s.
 """
 
 from datetime import date
@@ -12,7 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from babel.dates import format_skeleton
 from babel.numbers import parse_pattern
-from flask import abort, render_template, request, url_for
+from flask import abort, redirect, render_template, request, url_for
 from flask_babel import format_currency, format_percent, get_locale, to_user_timezone
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -94,6 +98,7 @@ def _display_context() -> dict:
         "short_date": fmt.short_date,
         "stage_options": fmt.stage_options,
         "card_flags": partial(deal_board.card_flags, today=today, now=now),
+        "show_owner": deal_board.shows_owners(current_user),
         "closed_days": deal_board.CLOSED_DAYS,
     }
 
@@ -125,20 +130,63 @@ def board():
         pipeline=pipeline,
         columns=columns,
         filters=filters,
-        owners=deal_board.owner_choices(current_user),
-        teams=deal_board.team_choices(current_user),
-        close_windows=close_window_labels(),
-        quick_add_form=DealQuickAddForm(formdata=None),
+        whole_page=lambda: {
+            "owners": deal_board.owner_choices(current_user),
+            "teams": deal_board.team_choices(current_user),
+            "close_windows": close_window_labels(),
+            "quick_add_form": DealQuickAddForm(formdata=None),
+        },
+        **context,
+    )
+
+
+@bp.route("/stages/<int:stage_id>/cards")
+@requires("deals.view")
+def board_cards(stage_id: int):
+    """The next cards of a board column, after the one named by `after`, as one scrolls.
+
+    Opened as a page (no htmx), the column's deals are in the list.
+    """
+    stage = db.get_or_404(Stage, stage_id)
+    filters = DealFilters.from_args(request.args)
+    if not hx.is_htmx():
+        args = filters.as_args(pipeline=stage.pipeline_id, stage=stage.id)
+        return redirect(url_for("deals.list_view", **args), 303)
+    context = _display_context()
+    page = deal_board.column_cards(
+        current_user,
+        stage,
+        filters,
+        request.args.get("after"),
+        today=context["today"],
+        now=context["now"],
+    )
+    left = max(request.args.get("left", 0, type=int) - len(page.deals), 0)
+    return hx.render_fragment(
+        "deals/board.html",
+        "column_cards",
+        stage=stage,
+        page=page,
+        left=left,
+        filters=filters,
         **context,
     )
 
 
 def _board_address() -> tuple[str, DealFilters]:
-    """The board page the move came from, and its filters: the heads it shows follow them."""
+    """The board page the move came from, and its filters: the heads it shows follow them.
+
+    Without JavaScript the move is posted from the deal's move page, which names the board
+    it was opened from in `return_to`.
+    """
     board_path = url_for("deals.board")
-    for url in (request.headers.get("HX-Current-URL"), request.referrer):
+    for url in (
+        request.form.get("return_to"),
+        request.headers.get("HX-Current-URL"),
+        request.referrer,
+    ):
         parts = urlsplit(url or "")
-        if parts.path == board_path:
+        if parts.path == board_path:  # only its path and query are kept: never another site
             address = board_path + (f"?{parts.query}" if parts.query else "")
             return address, DealFilters.from_args(MultiDict(parse_qsl(parts.query)))
     return board_path, DealFilters()
@@ -153,6 +201,27 @@ def _changed_by_message(deal: Deal) -> str:
             name=deal.updated_by.name,
         )
     return _("This deal was changed by someone else. Reload to see their changes.")
+
+
+@bp.route("/<int:deal_id>/move")
+@requires("deals.edit")
+def move_page(deal_id: int):
+    """The card's "⋯" without JavaScript: its move form on a page, back to the board after."""
+    deal = get_or_404_for(current_user, Deal, deal_id, *deals.card_options())
+    return _move_page(deal, deal.stage)
+
+
+def _move_page(deal: Deal, stage: Stage, reason: str = "", reason_error: str | None = None):
+    return render_template(
+        "deals/move.html",
+        deal=deal,
+        stages=deal.pipeline.stages,
+        chosen_stage=stage,
+        reason=reason,
+        reason_error=reason_error,
+        return_to=_board_address()[0],
+        **_display_context(),
+    )
 
 
 @bp.route("/<int:deal_id>/move", methods=["POST"])
@@ -199,21 +268,22 @@ def move(deal_id: int):
             today=context["today"],
             now=context["now"],
         )
-    return hx.render_fragment(
-        "deals/board.html", "moved", deal=deal, stages=deal.pipeline.stages, heads=heads, **context
-    )
+    return hx.render_fragment("deals/board.html", "moved", deal=deal, heads=heads, **context)
 
 
 def _ask_lost_reason(deal: Deal, stage: Stage, reason: str):
     """422: the card (or, without htmx, a page) asks why the deal was lost, the stage kept."""
-    context = {
-        "deal": deal,
-        "stages": deal.pipeline.stages,
-        "chosen_stage": stage,
-        "reason": reason,
-        "reason_error": _("Say why the deal was lost."),
+    reason_error = _("Say why the deal was lost.")
+    if not hx.is_htmx():
+        return _move_page(deal, stage, reason, reason_error), 422
+    return hx.render_fragment(
+        "deals/board.html",
+        "card",
+        status=422,
+        deal=deal,
+        stages=deal.pipeline.stages,
+        chosen_stage=stage,
+        reason=reason,
+        reason_error=reason_error,
         **_display_context(),
-    }
-    if hx.is_htmx():
-        return hx.render_fragment("deals/board.html", "card", status=422, **context)
-    return render_template("deals/lost_reason.html", **context), 422
+    )

@@ -92,18 +92,20 @@
 })();
 
 // ---- Deal board: drag and drop between stages (SortableJS) ------------------------------
-// Every card carries a small form in its "⋯" menu (stage <select> + Move) that posts to
-// /deals/<id>/move: the keyboard's way, and a browser's without JavaScript. A drop fills in that same
-// form and submits it, so htmx sends it with the CSRF header <body> passes on, swaps the card
-// and the two column heads the answer carries, and shows the toast. A drop into a lost stage
-// first asks for the reason in a <dialog>; cancelling it, or any refusal from the server
-// (409: someone else changed the deal), puts the card back where it came from.
+// A card's "⋯" links to the deal's move page (the way without JavaScript). Here it opens in
+// the card a copy of the page's one move form (<template id="card-move-template">: stage
+// <select> + Move), which posts to /deals/<id>/move: the keyboard's way. A drop builds that
+// same form, hidden, fills in the stage and submits it, so htmx sends it with the CSRF header
+// <body> passes on, swaps the card and the two column heads the answer carries, and shows the
+// toast. A drop into a lost stage first asks for the reason in a <dialog>; cancelling it, or
+// any refusal from the server (409: someone else changed the deal), puts the card back where
+// it came from. A column shows its first cards; the next ones load as one scrolls down it.
 (function () {
   "use strict";
 
+  var MENU = ".deal-card > div > a:last-child";  // a card's "⋯"
   var waitingForReason = null;  // the form of the card whose lost reason the dialog asks for
   var refocus = null;           // the id of a card moved from the keyboard, to focus again
-
 
   function initBoard() {
     var container = document.getElementById("deal-board");
@@ -113,12 +115,13 @@
         list.dataset.sortable = "on";
         window.Sortable.create(list, {
           group: "deal-board-" + list.closest(".board").dataset.pipelineId,
+          draggable: ".deal-card",   // not the "and N more" that ends a column
           sort: false,               // the order inside a column is the server's (expected close)
           forceFallback: true,       // pointer events, the same with a mouse, a pen or a finger
           fallbackOnBody: true,      // the card under the pointer is not clipped by the board's scroll
           fallbackTolerance: 4,      // a click on the title still opens the deal
           delay: 150, delayOnTouchOnly: true,  // a finger can still scroll the board
-          filter: "summary, select, button, input, textarea, label, .is-moving",
+          filter: MENU + ", select, button, input, textarea, label, .is-moving",
           preventOnFilter: false,
           animation: 120,
           ghostClass: "card-ghost", chosenClass: "card-chosen", fallbackClass: "card-dragged",
@@ -129,6 +132,18 @@
   }
   document.addEventListener("DOMContentLoaded", initBoard);
   document.addEventListener("htmx:after:process", initBoard);
+
+  // The next cards of a column may hold one that was dragged into it meanwhile: keep the one
+  // already shown.
+  document.addEventListener("htmx:after:swap", function () {
+    var board = document.querySelector("#deal-board .board");
+    if (!board) return;
+    var seen = {};
+    board.querySelectorAll(".deal-card").forEach(function (card) {
+      if (seen[card.id]) card.remove();
+      seen[card.id] = true;
+    });
+  });
 
   // The filters go into the address bar: leave out the empty ones, so it reads /deals?q=acme.
   document.addEventListener("htmx:config:request", function (event) {
@@ -141,10 +156,73 @@
 
   function cardOf(form) { return form.closest(".deal-card"); }
 
+  function stageOf(card) { return card.closest(".column-cards").dataset.stageId; }
+
+  // The card's move form: the one it shows, or a copy of the page's, for this card. The stages
+  // to choose from are the board's columns.
+  function moveForm(card) {
+    var form = card.querySelector("form.card-move");
+    if (form) return form;
+    form = document.getElementById("card-move-template").content.firstElementChild.cloneNode(true);
+    var address = card.querySelector(MENU).getAttribute("href");
+    form.setAttribute("action", address);
+    form.setAttribute("hx-post", address);
+    form.setAttribute("hx-target", "#" + card.id);
+    form.setAttribute("hx-swap", "outerHTML");
+    form.elements.version.value = card.dataset.version;
+    card.closest(".board").querySelectorAll(".board-column").forEach(function (column) {
+      var option = document.createElement("option");
+      option.value = column.querySelector(".column-cards").dataset.stageId;
+      option.textContent = column.querySelector("h2").textContent;
+      form.elements.stage_id.appendChild(option);
+    });
+    form.elements.stage_id.value = stageOf(card);
+    card.appendChild(form);
+    htmx.process(form);
+    return form;
+  }
+
+  function closeMenu(card) {
+    var form = card.querySelector("form.card-move");
+    if (form) form.remove();
+    card.querySelector(MENU).setAttribute("aria-expanded", "false");
+  }
+
+  // "⋯" opens the card's move form (one card at a time), and closes it again. Caught on the
+  // way down, before the link's own (boosted) navigation to the move page hears of it.
+  document.addEventListener("click", function (event) {
+    var menu = event.target.closest && event.target.closest(MENU);
+    if (!menu || !menu.closest("#deal-board")) return;
+    event.preventDefault();
+    event.stopPropagation();
+    var card = menu.closest(".deal-card");
+    var form = card.querySelector("form.card-move");
+    if (form && !form.hidden) { closeMenu(card); return; }
+    document.querySelectorAll("#deal-board form.card-move").forEach(function (open) {
+      if (!open.hidden) closeMenu(cardOf(open));
+    });
+    moveForm(card).hidden = false;
+    menu.setAttribute("aria-expanded", "true");
+  }, true);
+
+  // Escape in an open move form closes it, back on its "⋯".
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape" || !event.target.closest) return;
+    var form = event.target.closest("#deal-board form.card-move");
+    if (!form) return;
+    var card = cardOf(form);
+    closeMenu(card);
+    card.querySelector(MENU).focus();
+  });
+
   function dropped(event) {
     if (event.from === event.to) return;
     var card = event.item;
     var form = card.querySelector("form.card-move");
+    if (!form) {
+      form = moveForm(card);
+      form.hidden = true;  // a drop needs no menu
+    }
     card.boardOrigin = { list: event.from, index: event.oldIndex };
     form.elements.stage_id.value = event.to.dataset.stageId;
     form.requestSubmit();
@@ -177,10 +255,10 @@
     card.boardOrigin = null;
     card.classList.remove("is-moving");
     var form = card.querySelector("form.card-move");
-    if (form) {
-      form.elements.stage_id.value = card.dataset.stageId;
-      if (form.elements.lost_reason && form.elements.lost_reason.type === "hidden") form.elements.lost_reason.value = "";
-    }
+    if (!form) return;
+    if (form.hidden) { form.remove(); return; }  // built for a drop
+    form.elements.stage_id.value = stageOf(card);
+    if (form.elements.lost_reason && form.elements.lost_reason.type === "hidden") form.elements.lost_reason.value = "";
   }
 
   // A move to a lost stage waits for its reason, whether it came from a drop or the <select>.
@@ -200,7 +278,7 @@
 
   function askReason(dialog, form) {
     waitingForReason = form;
-    var title = cardOf(form).querySelector(".deal-title");
+    var title = cardOf(form).querySelector("a");
     dialog.querySelector(".lost-deal-title").textContent = title ? title.textContent : "";
     var reason = dialog.querySelector("textarea");
     reason.value = "";
@@ -260,7 +338,7 @@
   document.addEventListener("htmx:after:settle", function (event) {
     if (!refocus || event.target.id !== refocus) return;
     refocus = null;
-    var menu = event.target.querySelector(".card-menu summary");
+    var menu = event.target.querySelector(MENU);
     if (menu) menu.focus();
   });
 
