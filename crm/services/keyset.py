@@ -56,12 +56,17 @@ def paginate(
 
     `query` must select the entity first; `key.expression` must be non-null.
     """
-    query = query.order_by(*ordering(key, id_column, descending))
+    query = after(query, key, id_column, descending, cursor)
+    return query.order_by(*ordering(key, id_column, descending)).limit(size + 1)
+
+
+def after(query: Select, key: SortKey, id_column, descending: bool, cursor: str | None):
+    """The rows that come after the cursor (all of them without one, or with a stale one)."""
     position = decode_cursor(cursor, key.kind) if cursor else None
-    if position is not None:
-        pair = tuple_(key.expression, id_column)
-        query = query.where(pair < position) if descending else query.where(pair > position)
-    return query.limit(size + 1)
+    if position is None:
+        return query
+    pair = tuple_(key.expression, id_column)
+    return query.where(pair < position) if descending else query.where(pair > position)
 
 
 def ordering(key: SortKey, id_column, descending: bool) -> tuple:

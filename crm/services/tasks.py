@@ -10,22 +10,31 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, case, func, literal, not_, or_, select, union_all
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
+from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Company, Contact, Deal, Event, Task, User
 from crm.permissions import ADMIN, MANAGER, visible_events, visible_tasks
-from crm.services.recurrence import expand_all, from_local_naive, involving, overlapping
+from crm.services import keyset
+from crm.services.recurrence import (
+    expand_all,
+    from_local_naive,
+    involving,
+    local_midnight,
+    overlapping,
+)
 from crm.services.reminders import now, schedule_task, user_zone
 
 GROUPS = ("overdue", "today", "upcoming", "no_date")
 FOLLOW_UP_WORKING_DAYS = 2
 FOLLOW_UP_TIME = time(9, 0)
 DONE_LIMIT = 50
-# The list shows the soonest due first; past this many, the rest waits behind a filter
-# rather than making a page of hundreds of rows (a rep with a year of planned calls).
-OPEN_LIMIT = 100
+# "My tasks" shows each group's soonest this many; the rest of a group comes a page at a
+# time as the user asks or scrolls, rather than a page of hundreds of rows (a rep with a
+# year of planned calls).
+GROUP_FIRST = 20
 RECORD_PANEL_LIMIT = 20
 
 
@@ -219,13 +228,179 @@ def _assignee_filter(query, viewer: User, assignee: str):
     return query.where(Task.assignee_id == viewer.id)
 
 
-def open_tasks(viewer: User, assignee: str = "me", limit: int | None = None) -> list[Task]:
-    query = _assignee_filter(visible_tasks(viewer), viewer, assignee).where(Task.status == "open")
-    # Undated last; then by due time (SQLite and PostgreSQL sort NULLs differently).
-    query = query.order_by(Task.due_at.is_(None), Task.due_at, Task.id)
-    if limit is not None:
-        query = query.limit(limit)
-    return list(db.session.scalars(_loaded(query)))
+# ---- "My tasks": the groups, counted and paged in the database ---------------
+
+
+@dataclass
+class GroupPage:
+    """A group of the open tasks list: its soonest tasks, how many it holds in all, and
+    where its next page starts (None: nothing more)."""
+
+    name: str
+    tasks: list[Task]
+    count: int  # in the group (a next page: from this page on)
+    next_cursor: str | None = None
+
+    @property
+    def left(self) -> int:
+        return self.count - len(self.tasks)
+
+
+def _zone_named(name: str | None) -> ZoneInfo:
+    try:
+        return ZoneInfo(name or DEFAULT_TIMEZONE)
+    except (KeyError, ValueError):
+        return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def _assignee_zones(viewer: User, assignee: str) -> dict[ZoneInfo, list[int] | None]:
+    """The zones of the people whose tasks are listed, with who lives in each (None: all
+    of them): a task due on a day is due on that day where its assignee lives."""
+    people = None
+    if assignee == "team" and can_plan_for_others(viewer):
+        people = select(User.id, User.timezone)
+        if not (viewer.role == ADMIN and viewer.team_id is None):
+            people = people.where(User.team_id == viewer.team_id)
+    elif assignee.isdigit() and can_plan_for_others(viewer):
+        people = select(User.id, User.timezone).where(User.id == int(assignee))
+    if people is None:
+        return {user_zone(viewer): None}
+    by_zone: dict[ZoneInfo, list[int]] = {}
+    for user_id, name in db.session.execute(people):
+        by_zone.setdefault(_zone_named(name), []).append(user_id)
+    if len(by_zone) > 1:
+        return by_zone
+    return {zone: None for zone in by_zone} or {user_zone(viewer): None}
+
+
+def _due_day_before(day: date, zones: dict[ZoneInfo, list[int] | None]) -> ColumnElement[bool]:
+    """Tasks due on a day before `day`, in their assignee's zone (for all-day tasks)."""
+    parts = []
+    for zone, people in zones.items():
+        before = Task.due_at < local_midnight(day, zone)
+        parts.append(before if people is None else and_(Task.assignee_id.in_(people), before))
+    return or_(*parts)
+
+
+def group_conditions(
+    zone: ZoneInfo, at: datetime, zones: dict[ZoneInfo, list[int] | None]
+) -> dict[str, ColumnElement[bool]]:
+    """Each group as SQL, the same as group_open_tasks() decides in Python: a task due at a
+    time is overdue once that time is past and today's until the viewer's midnight; a task
+    due on a day is overdue once that day is over where its assignee lives."""
+    today = at.astimezone(zone).date()
+    tomorrow = local_midnight(today + timedelta(days=1), zone)
+    timed, on_a_day = Task.all_day.is_(False), Task.all_day.is_(True)
+    before_today = _due_day_before(today, zones)
+    before_tomorrow = _due_day_before(today + timedelta(days=1), zones)
+    # The earliest and latest moment either kind may fall on, said outright: a range the
+    # due-time index can walk, which the ORs alone do not give.
+    midnights = [local_midnight(today, z) for z in zones]
+    midnights_after = [local_midnight(today + timedelta(days=1), z) for z in zones]
+    return {
+        "overdue": and_(
+            Task.due_at < max(at, *midnights),
+            or_(and_(timed, Task.due_at < at), and_(on_a_day, before_today)),
+        ),
+        "today": and_(
+            Task.due_at >= min(at, *midnights),
+            Task.due_at < max(tomorrow, *midnights_after),
+            or_(
+                and_(timed, Task.due_at >= at, Task.due_at < tomorrow),
+                and_(on_a_day, not_(before_today), before_tomorrow),
+            ),
+        ),
+        "upcoming": and_(
+            Task.due_at >= min(tomorrow, *midnights_after),
+            or_(and_(timed, Task.due_at >= tomorrow), and_(on_a_day, not_(before_tomorrow))),
+        ),
+        "no_date": Task.due_at.is_(None),
+    }
+
+
+def _group_key(name: str) -> keyset.SortKey:
+    # Undated tasks follow their creation (id); the others their due time.
+    return (
+        keyset.SortKey(Task.id, "int")
+        if name == "no_date"
+        else keyset.SortKey(Task.due_at, "datetime")
+    )
+
+
+def _sort_value(name: str):
+    return (lambda task: task.id) if name == "no_date" else (lambda task: task.due_at)
+
+
+def open_task_groups(
+    viewer: User,
+    assignee: str,
+    zone: ZoneInfo,
+    at: datetime | None = None,
+    first: int | None = None,
+) -> list[GroupPage]:
+    """Every group with its count and its `first` soonest tasks: three queries (the zones
+    of a team, the counts, the tasks), whatever the number of tasks."""
+    at, first = at or now(), first or GROUP_FIRST
+    conditions = group_conditions(zone, at, _assignee_zones(viewer, assignee))
+    listed = _assignee_filter(visible_tasks(viewer), viewer, assignee).where(Task.status == "open")
+    counts = db.session.execute(
+        listed.with_only_columns(
+            *(func.count(case((condition, 1))) for condition in conditions.values())
+        ).select_from(Task)
+    ).one()
+    heads = []
+    for name, condition in conditions.items():
+        key = _group_key(name)
+        head = (
+            listed.where(condition)
+            .with_only_columns(Task.id)
+            .order_by(*keyset.ordering(key, Task.id, False))
+            .limit(first + 1)
+            .subquery()
+        )
+        heads.append(select(head.c.id, literal(name).label("group_name")))
+    page = union_all(*heads).subquery()
+    rows = db.session.execute(
+        _loaded(select(Task, page.c.group_name).join(page, Task.id == page.c.id)).order_by(
+            Task.due_at.is_(None), Task.due_at, Task.id
+        )
+    )
+    found: dict[str, list[Task]] = {name: [] for name in GROUPS}
+    for task, name in rows:
+        found[name].append(task)
+    groups = []
+    for name, count in zip(GROUPS, counts, strict=True):
+        tasks, cursor = keyset.split_page(found[name], first, _sort_value(name))
+        groups.append(GroupPage(name, tasks, count, cursor))
+    return groups
+
+
+def more_open_tasks(
+    viewer: User,
+    assignee: str,
+    zone: ZoneInfo,
+    name: str,
+    cursor: str | None,
+    size: int,
+    at: datetime | None = None,
+) -> GroupPage:
+    """The next page of one group, after `cursor` (keyset); its count is of the tasks
+    from there on, so that `left` says how many more there are after this page."""
+    at = at or now()
+    condition = group_conditions(zone, at, _assignee_zones(viewer, assignee))[name]
+    listed = (
+        _assignee_filter(visible_tasks(viewer), viewer, assignee)
+        .where(Task.status == "open")
+        .where(condition)
+    )
+    key = _group_key(name)
+    rest = keyset.after(listed, key, Task.id, False, cursor)
+    count = db.session.scalar(rest.with_only_columns(func.count()).select_from(Task))
+    query = keyset.paginate(listed, key, Task.id, False, cursor, size)
+    tasks, next_cursor = keyset.split_page(
+        list(db.session.scalars(_loaded(query))), size, _sort_value(name)
+    )
+    return GroupPage(name, tasks, count, next_cursor)
 
 
 def done_tasks(viewer: User, assignee: str = "me") -> list[Task]:

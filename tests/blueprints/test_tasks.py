@@ -45,20 +45,79 @@ def test_my_tasks_are_grouped_overdue_today_upcoming_no_date(rep):
     assert "<html" not in done and "Done already" in done
 
 
-def test_a_long_list_shows_the_soonest_tasks_and_says_so(rep, monkeypatch):
+def test_each_group_shows_its_soonest_and_the_rest_a_page_at_a_time(rep, monkeypatch, app):
     from crm.services import tasks as task_service
 
-    monkeypatch.setattr(task_service, "OPEN_LIMIT", 3)
+    monkeypatch.setattr(task_service, "GROUP_FIRST", 3)
+    monkeypatch.setitem(app.config, "PAGE_SIZE", 2)
     client, me = rep
     moment = now()
-    for day in range(5):
+    for day in range(6):
         make_task(me, moment + timedelta(days=day + 1), title=f"Call {day}")
+    make_task(me, moment - timedelta(hours=1), title="Late")
     db.session.commit()
 
     html = client.get("/tasks").text
 
+    assert _group(html, "overdue") == ["Late"]
     assert _group(html, "upcoming") == ["Call 0", "Call 1", "Call 2"]
-    assert "Only the 3 soonest open tasks are shown." in html
+    # The group's count is all of it; its last row asks for the rest, as one scrolls to it.
+    assert re.search(r'group-upcoming">\s*<h2>Upcoming <span class="badge">6</span>', html)
+    more = re.search(
+        r'<li id="more-upcoming"[^>]*><a href="([^"]+)"[^>]*hx-trigger="click, revealed"[^>]*>\+3 more</a>',
+        html,
+    )
+    assert more and 'id="more-overdue"' not in html
+    url = more.group(1).replace("&amp;", "&")
+
+    page = client.get(url, headers=htmx_headers("li#more-upcoming"))
+    assert "<html" not in page.text and "<section" not in page.text
+    assert re.findall(r'class="task-title"[^>]*>([^<]+)</a>', page.text) == ["Call 3", "Call 4"]
+    last = re.search(r'<li id="more-upcoming"[^>]*><a href="([^"]+)"[^>]*>\+1 more</a>', page.text)
+    page = client.get(last.group(1).replace("&amp;", "&"), headers=htmx_headers("li#more-upcoming"))
+    assert re.findall(r'class="task-title"[^>]*>([^<]+)</a>', page.text) == ["Call 5"]
+    assert "more-upcoming" not in page.text
+
+    # Without JavaScript the link opens the page, that group going on from there.
+    whole = client.get(url).text
+    assert _group(whole, "upcoming") == ["Call 3", "Call 4"] and _group(whole, "overdue") == [
+        "Late"
+    ]
+
+
+def test_groups_are_counted_in_the_database_as_they_are_decided_in_python(as_role):
+    """A team across zones: each group's tasks by SQL are those group_open_tasks() puts
+    there, tasks due at a time by the viewer's clock, tasks due on a day by their
+    assignee's calendar."""
+    from zoneinfo import ZoneInfo
+
+    from crm.services import tasks as task_service
+    from crm.services.recurrence import local_midnight
+
+    team = make_team()
+    client, manager = as_role("manager", team=team, timezone="Europe/Paris")
+    far = make_user(team=team, timezone="Pacific/Auckland")
+    west = make_user(team=team, timezone="America/Los_Angeles")
+    paris = ZoneInfo("Europe/Paris")
+    moment = now()
+    for person in (manager, far, west):
+        zone = ZoneInfo(person.timezone)
+        today = moment.astimezone(zone).date()
+        for days in (-1, 0, 1, 2):
+            make_task(person, local_midnight(today + timedelta(days=days), zone), all_day=True)
+        for hours in (-30, -2, 1, 5, 20, 40):
+            make_task(person, moment + timedelta(hours=hours))
+        make_task(person, None)
+    db.session.commit()
+
+    groups = task_service.open_task_groups(manager, "team", paris, at=moment, first=100)
+    everything = db.session.scalars(select(Task).where(Task.status == "open")).all()
+    expected = task_service.group_open_tasks(everything, paris, moment)
+    for group in groups:
+        want = sorted(t.id for t in getattr(expected, group.name))
+        assert sorted(t.id for t in group.tasks) == want, group.name
+        assert group.count == len(want), group.name
+    assert sum(group.count for group in groups) == len(everything) == 33
 
 
 def test_all_day_task_due_today_in_the_viewers_zone(as_role):

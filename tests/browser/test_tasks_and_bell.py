@@ -104,3 +104,39 @@ def test_task_reminder_also_reaches_the_bell(
         burst=True
     )
     expect(page.locator("#bell-count")).to_have_text("1")
+
+
+def test_a_long_task_list_loads_the_rest_of_a_group_as_one_scrolls(
+    page: Page, seed, sales_user, signed_in, clicks
+):
+    from crm.services.tasks import GROUP_FIRST
+
+    moment = now()
+    for day in range(GROUP_FIRST + 30):
+        factories.make_task(sales_user, moment + timedelta(days=day + 1), title=f"Call {day}")
+    for hour in range(GROUP_FIRST + 2):
+        factories.make_task(sales_user, moment - timedelta(hours=hour + 1), title=f"Late {hour}")
+    seed.commit()
+    signed_in(page, sales_user)
+    page.goto("/tasks")
+    overdue = page.locator(".group-overdue .task-row")
+    upcoming = page.locator(".group-upcoming .task-row")
+    expect(overdue).to_have_count(GROUP_FIRST)
+    expect(page.locator(".group-overdue .badge")).to_have_text(str(GROUP_FIRST + 2))
+    # The last group goes on as one scrolls down to its end, page after page.
+    expect(upcoming).to_have_count(GROUP_FIRST)
+    upcoming.last.scroll_into_view_if_needed()
+    page.locator("#more-upcoming").scroll_into_view_if_needed()
+    expect(upcoming).to_have_count(GROUP_FIRST + 25)
+    page.locator("#more-upcoming").scroll_into_view_if_needed()
+    expect(upcoming).to_have_count(GROUP_FIRST + 30)
+    expect(page.locator("#more-upcoming")).to_have_count(0)
+    expect(upcoming.last).to_contain_text(f"Call {GROUP_FIRST + 29}")
+    # A group above others waits for a click, so that scrolling reaches the groups below.
+    expect(overdue).to_have_count(GROUP_FIRST)
+    with clicks.task("see the rest of the overdue tasks", 1):
+        clicks.click(page.get_by_role("link", name="+2 more"))
+        expect(overdue).to_have_count(GROUP_FIRST + 2)
+    # What came in works as the rest: done in one click.
+    clicks.click(overdue.last.get_by_role("button", name=re.compile("Mark as done")))
+    expect(overdue.last).to_have_class(re.compile(r"\bis-done\b"))

@@ -7,7 +7,7 @@ where it lives, so the answer is the piece of that page that changed.
 
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 from flask_babel import format_time
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -155,19 +155,40 @@ def _list_context(filters: dict) -> dict:
     if filters["status"] == "done":
         context["done"] = task_service.done_tasks(current_user, filters["assignee"])
     else:
-        limit = task_service.OPEN_LIMIT
-        tasks = task_service.open_tasks(current_user, filters["assignee"], limit=limit + 1)
-        context["more_tasks"] = len(tasks) > limit
-        context["groups"] = task_service.group_open_tasks(tasks[:limit], zone)
+        context["groups"] = task_service.open_task_groups(current_user, filters["assignee"], zone)
     if task_service.can_plan_for_others(current_user):
         context["people"] = task_service.assignable_users(current_user)
     return context
+
+
+def _more_context(filters: dict, group: str) -> dict:
+    """The next page of one group: the rows a "more" link (or a scroll) asks for."""
+    zone = viewer_zone()
+    page = task_service.more_open_tasks(
+        current_user,
+        filters["assignee"],
+        zone,
+        group,
+        request.args.get("cursor"),
+        current_app.config["PAGE_SIZE"],
+    )
+    return {"filters": filters, "zone": zone, "now": task_service.now(), "group": page}
 
 
 @bp.route("")
 @requires("tasks.use")
 def index():
     filters = _filters()
+    group = request.args.get("group")
+    if group in task_service.GROUPS and filters["status"] == "open":
+        # The rest of a group, after its cursor: just those rows under htmx; the page with
+        # that group going on from there without JavaScript.
+        more = _more_context(filters, group)
+        if hx.is_partial() and hx.target_id() == f"more-{group}":
+            return render_template("tasks/_more.html", **more)
+        context = _list_context(filters)
+        context["groups"] = [more["group"] if g.name == group else g for g in context["groups"]]
+        return hx.render("tasks/index.html", form=task_form(context="list"), **context)
     form = task_form(context="list")
     return hx.render("tasks/index.html", LIST_PARTIALS, form=form, **_list_context(filters))
 
