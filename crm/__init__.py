@@ -19,6 +19,7 @@ def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
     app = Flask(__name__, instance_path=config_class.INSTANCE_PATH)
     app.config.from_object(config_class)
     app.config.update(overrides)
+    _name_secure_cookies(app)
     if app.config["TRUSTED_PROXIES"]:
         # Behind a reverse proxy that terminates TLS: trust its X-Forwarded-For/-Proto
         # (client address for rate limits and the audit log, https for HSTS and cookies).
@@ -39,6 +40,21 @@ def create_app(config_class: type[Config] = Config, **overrides) -> Flask:
 
     register_commands(app)
     return app
+
+
+def _name_secure_cookies(app: Flask) -> None:
+    """Cookies sent over HTTPS only also carry the __Host- prefix: browsers then refuse them
+    unless set by this very host, secure, for the whole site, so a sibling subdomain cannot
+    plant or overwrite a session (ASVS 5.0 3.3.1)."""
+    for secure, name in (
+        ("SESSION_COOKIE_SECURE", "SESSION_COOKIE_NAME"),
+        ("REMEMBER_COOKIE_SECURE", "REMEMBER_COOKIE_NAME"),
+    ):
+        value = app.config.get(name) or (
+            "session" if name.startswith("SESSION") else "remember_token"
+        )
+        if app.config.get(secure) and not value.startswith("__Host-"):
+            app.config[name] = f"__Host-{value}"
 
 
 def _init_extensions(app: Flask) -> None:

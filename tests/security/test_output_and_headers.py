@@ -182,6 +182,11 @@ def test_cookie_flags_in_production(app, ctx):
     assert len(cookies) >= 2
     for cookie in cookies:
         assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
+        # Bound to this host and the whole site: no sibling subdomain can set or replace it.
+        assert cookie.startswith("__Host-") and "Path=/;" in cookie, cookie
+        assert "Domain=" not in cookie, cookie
+    # Signed in with them: the next page is served.
+    assert response.status_code in (302, 303)
     assert user.id
 
 
