@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Select, func, literal, or_, select, union_all
+from sqlalchemy import Date, Select, func, literal_column, or_, select, union_all
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
-from crm.models import Deal, Team, User
+from crm.models import Company, Contact, Deal, Team, User
 from crm.models.deals import Pipeline, Stage
 from crm.models.types import utcnow
 from crm.permissions import ADMIN, MANAGER, SALES, visible_deals
@@ -29,15 +29,19 @@ from crm.services.deals import StageColumn, is_stalled
 
 # A screen of cards per column when the board opens, then a few screens per scroll: the
 # board stays light however many deals a column holds, and every card is one scroll away.
-FIRST_CARDS = 8
+FIRST_CARDS = 7
 NEXT_CARDS = 20
 CLOSED_DAYS = 30
 DEFAULT_CURRENCY = "EUR"
 CENT = Decimal("0.01")
 
-# The order of a column's cards: soonest expected close first, undated last, then by id.
+# The order of a column's cards: soonest expected close first, undated last, then by id. The
+# date is written into the SQL, not bound: the index on (stage_id, this expression, id) that
+# lets each column stop after its first cards must see the same expression in every plan.
 _UNDATED = date(2999, 12, 31)
-CARD_ORDER = keyset.SortKey(func.coalesce(Deal.expected_close, literal(_UNDATED)), "date")
+CARD_ORDER = keyset.SortKey(
+    func.coalesce(Deal.expected_close, literal_column(f"'{_UNDATED.isoformat()}'", Date)), "date"
+)
 
 
 def card_sort_value(deal: Deal) -> date:
@@ -156,8 +160,15 @@ def make_column(stage: Stage, totals: list[CurrencyTotal], deals: list[Deal]) ->
 
 
 def _with_card_parts(query: Select) -> Select:
-    """What a card shows besides the deal: its owner and its customer, in the same query."""
-    return query.options(joinedload(Deal.owner), joinedload(Deal.company), joinedload(Deal.contact))
+    """What a card shows besides the deal, in the same query: its owner's name and its
+    customer's, not their whole rows (a contact's is wide)."""
+    return query.options(
+        joinedload(Deal.owner).load_only(User.name),
+        joinedload(Deal.company).load_only(Company.name),
+        joinedload(Deal.contact).load_only(
+            Contact.first_name, Contact.last_name, Contact.email, Contact.phone
+        ),
+    )
 
 
 def _first_ids(query: Select, limit: int) -> Select:

@@ -395,5 +395,5 @@ def list_view():
         page=page,
         filters=filters,
         sort=sort,
-        owners=possible_owners(),
+        whole_page=lambda: {"owners": possible_owners()},
     )
