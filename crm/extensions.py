@@ -24,3 +24,16 @@ csrf = CSRFProtect()
 babel = Babel()
 htmx_requests = Htmx()  # adds request.htmx
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring what the session holds. A commit expires every loaded object
+    (the signed-in user included), and the answer rendered next would read each back, one
+    query apiece; after a write the objects at hand are what the database now holds.
+    Attributes the database filled in itself (server defaults) still load when read."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True

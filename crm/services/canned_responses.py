@@ -171,10 +171,9 @@ def unknown_placeholders(text: str) -> list[str]:
 # ---- the templates ---------------------------------------------------------
 
 
-def support_templates() -> list[EmailTemplate]:
-    """What the support composer offers: templates meant for support or for everyone."""
-    query = select(EmailTemplate).where(EmailTemplate.usage.in_(("support", "all")))
-    return list(db.session.scalars(query.order_by(EmailTemplate.name)))
+# What the support composer offers: templates meant for support or for everyone
+# (crm.services.incidents.page_choices reads their names with the page's agents).
+SUPPORT_USAGES = ("support", "all")
 
 
 def all_templates() -> list[EmailTemplate]:

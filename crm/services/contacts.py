@@ -289,7 +289,7 @@ def find_duplicates(
         conditions.append(Contact.phone_key == phone_key(phone))
     if not conditions:
         return []
-    query = select(Contact).where(or_(*conditions)).options(selectinload(Contact.company))
+    query = select(Contact).where(or_(*conditions)).options(joinedload(Contact.company))
     if exclude_id:
         query = query.where(Contact.id != exclude_id)
     return list(db.session.scalars(query.limit(5)))
@@ -317,6 +317,7 @@ def create_contact(
         stage=stage,
         source=source or "manual",
         owner=owner or actor,
+        tags=[],  # known to be none: shown without a query
     )
     if company_name and company_name.strip():
         contact.company = find_or_create_company(actor, company_name)

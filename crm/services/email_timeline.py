@@ -49,13 +49,15 @@ def known_records(keys: list[str]) -> tuple[list[Contact], list[Company]]:
     return contacts, list(companies)
 
 
-def link_known_records(message: EmailMessage) -> list:
+def link_known_records(message: EmailMessage, new: bool = False) -> list:
     """Find the contacts (by email_key of From, To, Cc, other than our own mailboxes) and
     their companies (and companies by their own email) that `message` involves, set
     message.contact/company to the main one, and add one timeline Activity(kind="email",
     email_message_id=message.id, subject, body=snippet, occurred_at=sent_at, author for
     outbound, deal_id/incident_id when set) per contact, or per company when no contact.
-    Idempotent: running it twice adds nothing. Returns the activities added."""
+    Idempotent: running it twice adds nothing. Returns the activities added. `new`: the
+    message was written in this transaction, so no entry can point at it yet (not looked for).
+    """
     ours = own_addresses()
     keys = [k for k in involved_addresses(message) if k not in ours]
     contacts, companies = known_records(keys)
@@ -71,13 +73,15 @@ def link_known_records(message: EmailMessage) -> list:
     if message.id is None:
         db.session.flush()  # the activities point at the message
 
-    already = set(
-        db.session.execute(
-            select(Activity.contact_id, Activity.company_id).where(
-                Activity.email_message_id == message.id
-            )
-        ).all()
-    )
+    already = set()
+    if not new:
+        already = set(
+            db.session.execute(
+                select(Activity.contact_id, Activity.company_id).where(
+                    Activity.email_message_id == message.id
+                )
+            ).all()
+        )
     linked_contacts = {contact_id for contact_id, _company in already if contact_id}
     covered_companies = {company_id for _contact, company_id in already if company_id}
     # The contact the routing chose (a lead just captured) counts even if its address is

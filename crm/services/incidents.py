@@ -12,7 +12,7 @@ from flask import current_app, has_request_context, url_for
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import DateTime, case, func, literal, or_, select
+from sqlalchemy import DateTime, case, func, literal, or_, select, union_all
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import joinedload, selectinload
 
@@ -21,6 +21,7 @@ from crm.models import (
     Company,
     Contact,
     Deal,
+    EmailTemplate,
     Incident,
     IncidentMessage,
     Intervention,
@@ -286,14 +287,38 @@ def load_for_page(incident: Incident) -> Incident:
 # ---- who works on incidents ------------------------------------------------
 
 
-def agents() -> list[User]:
+def _agent_condition():
     """Who an incident can be given to: active support agents, managers and admins."""
-    query = (
-        select(User)
-        .where(User.active.is_(True), User.role.in_(("support", "manager", "admin")))
-        .order_by(User.name)
+    return User.active.is_(True) & User.role.in_(("support", "manager", "admin"))
+
+
+def agents() -> list[User]:
+    return list(db.session.scalars(select(User).where(_agent_condition()).order_by(User.name)))
+
+
+@dataclass(frozen=True)
+class Choice:
+    id: int
+    name: str
+
+
+def page_choices() -> tuple[list[Choice], list[Choice]]:
+    """The two lists an incident's page offers, read in one query: the agents to give it
+    to (the header) and the canned responses (the composer), each as ids and names."""
+    from crm.services.canned_responses import SUPPORT_USAGES
+
+    lists = union_all(
+        select(literal("agent").label("list"), User.id, User.name).where(_agent_condition()),
+        select(literal("response"), EmailTemplate.id, EmailTemplate.name).where(
+            EmailTemplate.usage.in_(SUPPORT_USAGES)
+        ),
     )
-    return list(db.session.scalars(query))
+    found = {"agent": [], "response": []}
+    for kind, choice_id, name in db.session.execute(
+        lists.order_by(lists.selected_columns.list, lists.selected_columns.name)
+    ):
+        found[kind].append(Choice(choice_id, name))
+    return found["agent"], found["response"]
 
 
 def teams() -> list[Team]:
@@ -451,18 +476,19 @@ def add_message(actor: User, incident: Incident, kind: str, body: str) -> Incide
         raise IncidentRefused(_l("Unknown message kind."))
     body = body.strip()
     first_reply = kind == "reply" and not any(m.kind == "reply" for m in incident.messages)
-    message = IncidentMessage(
-        incident=incident,
-        kind=kind,
-        body=body,
-        author=actor,
-        created_at=now(),
-    )
+    message = IncidentMessage(kind=kind, body=body, author=actor, created_at=now())
+    # The lookups below (calendar, thread, mailbox) need nothing written first: without
+    # autoflush, the incident is updated once (status and first response together), and a
+    # new thread is written with its last message's time.
+    with db.session.no_autoflush:
+        _opened_by_agent(incident)
+        if first_reply:
+            sla.first_response(incident, at=message.created_at)
+        # The mail goes first: the message then joins the incident, written once, with it.
+        emailed = kind == "reply" and incident_mail.send_reply(actor, incident, message) is not None
+    message.incident = incident
     db.session.add(message)
-    _opened_by_agent(incident)
-    if first_reply:
-        sla.first_response(incident, at=message.created_at)
-    if kind == "reply" and incident_mail.send_reply(actor, incident, message) is not None:
+    if emailed:
         return message
     if incident.contact is not None or incident.company is not None:
         record_activity(

@@ -227,7 +227,7 @@ def _link_to_timelines(message: EmailMessage) -> None:
     try:
         from crm.services.email_timeline import link_known_records
 
-        link_known_records(message)
+        link_known_records(message, new=True)  # queued just now
         return
     except NotImplementedError:
         pass

@@ -15,6 +15,7 @@ from crm.models.mail import EmailMessage, EmailThread
 from crm.models.support import EmailTemplate
 from crm.models.types import utcnow
 from crm.services import support_settings
+from tests.conftest import htmx_headers
 from tests.factories import (
     make_activity,
     make_company,
@@ -230,3 +231,64 @@ def test_the_incident_page_runs_a_bounded_number_of_queries(as_role):
     many = {role: _get(client, url) for role, (client, _user) in clients.items()}
     assert many == few, (few, many)
     assert max(many.values()) <= LIMIT, many
+
+
+# ---- writes ------------------------------------------------------------------------------
+
+
+def _post(client, url: str, data: dict, target: str, page: str) -> int:
+    headers = {**htmx_headers(target), "HX-Current-URL": f"http://localhost{page}"}
+    return _queries(client.post(url, data=data, headers=headers))
+
+
+def test_logging_a_call_and_adding_a_contact_run_a_bounded_number_of_queries(as_role):
+    clients, contact, people, agents, pipeline = _customer(as_role)
+    client = clients["sales"][0]
+    url = f"/contacts/{contact.id}"
+
+    def log_a_call() -> int:
+        data = {"kind": "call", "outcome": "reached", "body": "Called"}
+        return _post(client, f"{url}/activities", data, "form#composer", url)
+
+    def add_a_contact(n: int) -> int:
+        data = {
+            "first_name": "New",
+            "last_name": f"Person {n}",
+            "email": f"new.person.{n}@example.com",
+            "company": contact.company.name,
+        }
+        return _post(client, "/contacts", data, "form#quick-add", "/contacts")
+
+    _fill_customer(contact, people, agents, pipeline, FEW)
+    few = (log_a_call(), add_a_contact(1))
+    _fill_customer(contact, people, agents, pipeline, MANY - FEW)
+    many = (log_a_call(), add_a_contact(2))
+    # A call: the session, the contact with its company, two writes (the entry, the
+    # contact's last activity), the timeline and the follow-up's assignees sent back. A new
+    # contact: the session, the custom fields, duplicates, the company, three writes (the
+    # contact, its "created" entry, the audit log); its row is rendered from what was written.
+    assert many == few and max(many) <= 7, (few, many)
+
+
+def test_replying_to_an_incident_runs_fewer_queries(as_role):
+    """A reply writes the message, the mail, its thread and the timeline entry, reads the
+    thread, the mailbox and the people the mail involves: more than a page, but a fixed
+    number, and no header read again when the reply did not change it."""
+    clients = {"support": as_role("support")}
+    client, agent = clients["support"]
+    _settings()
+    rep = make_user()
+    incident = make_incident(make_contact(company=make_company(owner=rep), owner=rep))
+    db.session.commit()
+    url = f"/incidents/{incident.id}"
+
+    def reply() -> int:
+        data = {"kind": "reply", "body": "We are on it."}
+        return _post(client, f"{url}/messages", data, "form#composer", url)
+
+    first = reply()
+    _fill_incident(incident, [agent], rep, make_pipeline(), FEW)
+    few = reply()
+    _fill_incident(incident, [agent], rep, make_pipeline(), MANY - FEW)
+    many = reply()
+    assert few == many <= 14 and first <= 18, (first, few, many)

@@ -18,7 +18,7 @@ from crm.blueprints.custom_fields.inputs import CustomInputs, definition_or_404,
 from crm.blueprints.deals.forms import DealQuickAddForm
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import follow_up_form, record_panel_context
-from crm.extensions import db
+from crm.extensions import commit_keeping_loaded, db
 from crm.form_helpers import choices
 from crm.labels import STAGE_LABELS
 from crm.models import Contact
@@ -85,7 +85,8 @@ def create():
                 source="quick_add",
             )
             contact.custom_fields = custom_values
-            db.session.commit()
+            # The new row is rendered from the objects at hand, not read back.
+            commit_keeping_loaded()
             hx.toast(_("%(name)s added.", name=contact.name))
             if not hx.is_htmx():
                 return hx.location(url_for("contacts.detail", contact_id=contact.id))
@@ -309,24 +310,32 @@ def _refusal_message(code: str) -> str:
 @bp.route("/<int:contact_id>/stage", methods=["POST"])
 @requires("contacts.edit")
 def change_stage(contact_id: int):
-    contact = get_or_404_for(current_user, Contact, contact_id)
+    contact = get_or_404_for(
+        current_user, Contact, contact_id, joinedload(Contact.company), joinedload(Contact.owner)
+    )
     stage = request.form.get("stage", "")
     if stage not in STAGES:
         abort(400)
     if contacts.change_stage(current_user, contact, stage):
-        db.session.commit()
+        commit_keeping_loaded()
         hx.toast(_("%(name)s is now: %(stage)s.", name=contact.name, stage=STAGE_LABELS[stage]))
     if not hx.is_htmx():
         return hx.location(url_for("contacts.detail", contact_id=contact.id))
     return hx.render_fragment(
-        "contacts/detail.html", "header", "timeline_refresh", **_detail_context(contact)
+        "contacts/detail.html",
+        "header",
+        "timeline_refresh",
+        contact=contact,
+        stages=STAGES,
+        timeline=contact_timeline(contact, current_user),
     )
 
 
 @bp.route("/<int:contact_id>/activities", methods=["POST"])
 @requires("activities.log")
 def log_activity(contact_id: int):
-    contact = get_or_404_for(current_user, Contact, contact_id)
+    # The company comes with the contact: the entry goes on its timeline too.
+    contact = get_or_404_for(current_user, Contact, contact_id, joinedload(Contact.company))
     form = ActivityForm()
     if not form.validate_on_submit():
         return hx.render(
@@ -343,7 +352,7 @@ def log_activity(contact_id: int):
         body=(form.body.data or "").strip() or None,
         outcome=form.outcome.data if kind == "call" else None,
     )
-    db.session.commit()
+    commit_keeping_loaded()
     hx.toast(_("Call logged.") if kind == "call" else _("Note added."))
     if not hx.is_htmx():
         return hx.location(url_for("contacts.detail", contact_id=contact.id))
@@ -351,12 +360,16 @@ def log_activity(contact_id: int):
     fresh.kind.data = kind
     # After a call, a follow-up task is proposed, ready to accept in one click.
     follow_up = follow_up_form(contact, activity.id) if kind == "call" else None
+    # Only the blocks sent back are read: not the panels of the whole page.
     return hx.render_fragment(
         "contacts/detail.html",
         "composer",
         "timeline_refresh",
         "follow_up",
-        **_detail_context(contact, activity_form=fresh, follow_up=follow_up),
+        contact=contact,
+        timeline=contact_timeline(contact, current_user),
+        activity_form=fresh,
+        follow_up=follow_up,
     )
 
 
@@ -417,7 +430,9 @@ def erase(contact_id: int):
 def _consent_answer(contact: Contact):
     if not hx.is_htmx():
         return hx.location(url_for("contacts.detail", contact_id=contact.id))
-    return hx.render_fragment("contacts/detail.html", "consent", **_detail_context(contact))
+    return hx.render_fragment(
+        "contacts/detail.html", "consent", contact=contact, consent_statuses=CONSENT_STATUSES
+    )
 
 
 @bp.route("/<int:contact_id>/consent", methods=["POST"])
@@ -428,7 +443,7 @@ def set_consent(contact_id: int):
     if status not in CONSENT_STATUSES:
         abort(400)
     personal_data.set_consent(contact, status)
-    db.session.commit()
+    commit_keeping_loaded()
     hx.toast(_("Consent saved."))
     return _consent_answer(contact)
 
@@ -441,6 +456,6 @@ def set_unsubscribed(contact_id: int):
     if value not in ("0", "1"):
         abort(400)
     personal_data.set_unsubscribed(contact, value == "1")
-    db.session.commit()
+    commit_keeping_loaded()
     hx.toast(_("Unsubscribed.") if value == "1" else _("Subscribed again."))
     return _consent_answer(contact)

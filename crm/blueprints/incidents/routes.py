@@ -5,13 +5,12 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
 from werkzeug.datastructures import MultiDict
 
 from crm import htmx as hx
 from crm.blueprints.custom_fields.inputs import CustomInputs, definition_or_404, save_inline
 from crm.blueprints.incidents.forms import ROUND_ROBIN, IncidentForm, MessageForm
-from crm.extensions import db
+from crm.extensions import commit_keeping_loaded, db
 from crm.labels import INCIDENT_STATUS_LABELS
 from crm.models import Company, Contact, EmailTemplate, Incident, Product, Team, User
 from crm.models.support import INCIDENT_STATUSES
@@ -231,12 +230,17 @@ def _detail_context(incident: Incident, **extra) -> dict:
 def _header_context(incident: Incident, **extra) -> dict:
     """What the header, the conversation and the composer show: the blocks a reply or a
     field change sends back (the follow-ups and visits beside them are not, so not read)."""
-    incident = service.load_for_page(incident)
+    return _conversation_context(incident, with_agents=True, **extra)
+
+
+def _conversation_context(incident: Incident, with_agents: bool = False, **extra) -> dict:
+    """What the conversation and the composer show (the header also needs the agents)."""
+    agents, templates = service.page_choices()
     context = {
-        "incident": incident,
-        "templates": canned_responses.support_templates(),
+        "incident": service.load_for_page(incident),
+        "agents": agents if with_agents else (),
+        "templates": templates,
         "message_form": MessageForm(formdata=None),
-        "agents": service.agents(),
         "statuses": INCIDENT_STATUSES,
         "status_labels": INCIDENT_STATUS_LABELS,
         "gaps": (),
@@ -245,6 +249,16 @@ def _header_context(incident: Incident, **extra) -> dict:
     }
     context.update(extra)
     return context
+
+
+def _header_facts(incident: Incident) -> tuple:
+    """What a message can change in the header: its status and service-level clock."""
+    return (
+        incident.status,
+        incident.first_responded_at,
+        incident.first_response_breached,
+        incident.paused_at,
+    )
 
 
 @bp.route("/<int:incident_id>")
@@ -371,14 +385,9 @@ def update_custom_field(incident_id: int, field_key: str):
 @requires("incidents.edit")
 def add_message(incident_id: int):
     """ "Reply to customer" or "Internal note": the button pressed says which."""
-    # The customer comes with the incident: its timeline gets the message too.
-    incident = get_or_404_for(
-        current_user,
-        Incident,
-        incident_id,
-        joinedload(Incident.contact),
-        joinedload(Incident.company),
-    )
+    # With what its page shows: the customer (whose timeline gets the message too) and the
+    # conversation (is this the first reply?), kept through the commit for the answer.
+    incident = get_or_404_for(current_user, Incident, incident_id, *service.page_options())
     kind = request.form.get("kind")
     if kind not in ("reply", "note"):
         abort(400)
@@ -396,22 +405,32 @@ def add_message(incident_id: int):
             status=422,
             **_detail_context(incident, message_form=form, gaps=gaps),
         )
+    header = _header_facts(incident)
     message = service.add_message(current_user, incident, kind, form.body.data)
-    emailed = message.email_status == "queued"  # read before the commit expires it
-    db.session.commit()
-    # Read back before anything touches the user the commit expired (the toast's language
-    # does): the agents' query then refreshes an agent's row too, not a query of its own.
-    context = _header_context(incident) if hx.is_htmx() else None
+    emailed = message.email_status == "queued"
+    commit_keeping_loaded()
     if kind != "reply":
         hx.toast(_("Note added."))
     elif emailed:
         hx.toast(_("Reply sent to the customer by email."))
     else:
         hx.toast(_("Reply saved, but not sent: the customer has no email address."), "warning")
-    if context is None:
+    if not hx.is_htmx():
         return hx.location(url_for("incidents.detail", incident_id=incident_id))
+    if _header_facts(incident) == header:
+        # The header did not change (not the first reply): not sent again, nor read for.
+        return hx.render_fragment(
+            "incidents/detail.html",
+            "composer",
+            "conversation_refresh",
+            **_conversation_context(incident),
+        )
     return hx.render_fragment(
-        "incidents/detail.html", "composer", "conversation_refresh", "header_refresh", **context
+        "incidents/detail.html",
+        "composer",
+        "conversation_refresh",
+        "header_refresh",
+        **_header_context(incident),
     )
 
 
