@@ -25,14 +25,13 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
-from sqlalchemy.orm import aliased, joinedload
+from sqlalchemy import and_, case, func, literal, null, or_, select, true
+from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
 from crm.models import (
     Activity,
     Deal,
-    DealStageHistory,
     Event,
     Incident,
     Intervention,
@@ -58,6 +57,7 @@ from crm.permissions import (
 from crm.services import forecast as fc
 from crm.services import tasks
 from crm.services.reports import ReportingPeriod, local_midnight
+from crm.sql_exact import hundredths
 
 STALE_DAYS = 14
 DEALS_TO_MOVE_LIMIT = 10
@@ -137,68 +137,80 @@ def rep_day(user: User, now: datetime | None = None, currency: str = "EUR") -> D
     return day
 
 
-def _last_activity_by_deal():
-    return (
-        select(Activity.deal_id, func.max(Activity.occurred_at).label("last_at"))
-        .where(Activity.deal_id.is_not(None))
-        .group_by(Activity.deal_id)
-        .subquery()
-    )
-
-
 def deals_to_move(
     user: User, today: date, now: datetime, limit: int = DEALS_TO_MOVE_LIMIT
 ) -> tuple[list[DealToMove], int]:
     """My open deals past their expected close or silent for STALE_DAYS days: the first
-    `limit` (longest overdue first, then longest silent) and how many there are."""
-    last = _last_activity_by_deal()
-    last_touch = func.coalesce(last.c.last_at, Deal.created_at)
-    stale_before = now - timedelta(days=STALE_DAYS)
-    condition = and_(
-        Deal.id.in_(_OwnDeals(user).deal_ids()),
-        Stage.kind == "open",
-        or_(Deal.expected_close < today, last_touch < stale_before),
+    `limit` (longest overdue first, then longest silent) and how many there are (one query)."""
+    # When an activity was last logged on each of my open deals: an index read per deal, not a
+    # GROUP BY over every activity of the database.
+    last_at = (
+        select(func.max(Activity.occurred_at))
+        .where(Activity.deal_id == Deal.id)
+        .correlate(Deal)
+        .scalar_subquery()
     )
-    base = (
-        select(Deal)
+    mine = (
+        select(
+            Deal.id,
+            Deal.expected_close,
+            last_at.label("last_at"),
+            func.coalesce(last_at, Deal.created_at).label("touch"),
+        )
         .join(Stage, Deal.stage_id == Stage.id)
-        .outerjoin(last, last.c.deal_id == Deal.id)
-        .where(condition)
+        .where(_OwnDeals(user).condition(), Stage.kind == "open")
+        .subquery()
     )
-    count = db.session.scalar(base.with_only_columns(func.count()))
-    query = (
-        base.add_columns(last.c.last_at)
-        .options(joinedload(Deal.stage), joinedload(Deal.company))
-        .order_by(Deal.expected_close.is_(None), Deal.expected_close, last_touch, Deal.id)
+    stale_before = now - timedelta(days=STALE_DAYS)
+    # The first `limit` and the count, then those deals with their stage and company.
+    order = (mine.c.expected_close.is_(None), mine.c.expected_close, mine.c.touch, mine.c.id)
+    first = (
+        select(*order, mine.c.last_at, func.count().over().label("total"))
+        .where(or_(mine.c.expected_close < today, mine.c.touch < stale_before))
+        .order_by(*order)
         .limit(limit)
+        .subquery()
     )
-    found = []
-    for deal, last_at in db.session.execute(query):
+    query = (
+        select(Deal, first.c.last_at, first.c.touch, first.c.total)
+        .join(first, first.c.id == Deal.id)
+        .options(joinedload(Deal.stage), joinedload(Deal.company))
+        .order_by(
+            first.c.expected_close.is_(None), first.c.expected_close, first.c.touch, first.c.id
+        )
+    )
+    found, count = [], 0
+    for deal, last_activity, touched, total in db.session.execute(query):
+        count = total  # the same on every row: the count before the limit
         overdue = (
             (today - deal.expected_close).days
             if deal.expected_close and deal.expected_close < today
             else None
         )
-        touched = last_at or deal.created_at
         silent = (now - touched).days if touched < stale_before else None
-        found.append(DealToMove(deal, last_at, overdue, silent))
+        found.append(DealToMove(deal, last_activity, overdue, silent))
     return found, count
 
 
 def quota_progress(user: User, today: date, now: datetime, currency: str) -> list[fc.Objective]:
-    """Won and weighted open of my own deals against my targets of this month and quarter."""
-    scope = _OwnDeals(user)
+    """Won and weighted open of my own deals against my targets of this month and quarter
+    (one query for the deals, one for the targets)."""
     tz = fc.user_timezone(user)
     month = fc.Period.containing("month", today)
-    quarter = month.quarter
-    start, end = quarter.utc_bounds(tz)
-    won = fc.won_deals(scope, start, end)
-    open_ = fc.open_deals(scope)
-    result = []
-    for period in (month, quarter):
-        target = fc.quota_targets(period, users=[user]).get(("user", user.id))
-        result.append(fc.objective(period, target, won, open_, today, tz, currency))
-    return result
+    periods = [month, month.quarter]
+    bounds = sorted({bound for p in periods for bound in p.utc_bounds(tz)})
+    sums = fc.deal_sums(_OwnDeals(user), today, windows=periods, closed_bounds=bounds)
+    targets = fc.quota_targets_of(periods, users=[user])
+    return [
+        fc.Objective(
+            period,
+            currency,
+            targets.get((period, "user", user.id)),
+            fc.won_between(sums, *period.utc_bounds(tz)),
+            fc.expected_sum(sums, index),
+        )
+        for index, period in enumerate(periods)
+    ]
 
 
 # ---- the manager's team -------------------------------------------------------------------------------
@@ -211,25 +223,10 @@ class StageFigure:
     pipeline: str
     count: int
     amounts: fc.Amounts
+    expected: fc.Amounts = field(default_factory=fc.Amounts)  # weighted, in the window asked
 
 
-@dataclass
-class Funnel:
-    meeting: int = 0
-    proposal: int = 0
-    won: int = 0
-
-    @property
-    def proposal_rate(self) -> Decimal | None:
-        return fc.percent(self.proposal, self.meeting)
-
-    @property
-    def won_rate(self) -> Decimal | None:
-        return fc.percent(self.won, self.proposal)
-
-    @property
-    def overall_rate(self) -> Decimal | None:
-        return fc.percent(self.won, self.meeting)
+Funnel = fc.Funnel
 
 
 @dataclass
@@ -291,9 +288,13 @@ def team_dashboard(
         target_available = True
         found = fc.quota_targets(forecast_period, teams=[scope.team])
         target = found.get(("team", scope.team.id))
-    won = fc.won_deals(scope, start, end)
-    open_ = fc.open_deals(scope)
-    objective = fc.objective(period, target, won, open_, today, tz, currency)
+    pipeline = pipeline_by_stage(scope, period, today)
+    expected = fc.Amounts()
+    for stage in pipeline:
+        expected = expected.merged(stage.expected)
+    closed = fc.deal_sums(scope, closed_bounds=[start, end])
+    won = fc.won_between(closed, start, end)
+    objective = fc.Objective(period, currency, target, won, expected)
 
     people = scope.people(set())
     activities, totals = activities_per_rep(user, people, start, end)
@@ -301,12 +302,12 @@ def team_dashboard(
         scope=scope,
         period=period,
         currency=currency,
-        pipeline=pipeline_by_stage(scope),
+        pipeline=pipeline,
         objective=objective,
         target_available=target_available,
         funnel=conversion(scope, period, now),
-        win_rate=fc.win_rate(scope, period),
-        cycle=fc.sales_cycle(scope, period),
+        win_rate=fc.win_rate(closed, start, end),
+        cycle=fc.sales_cycle(closed, start, end),
         activities=activities,
         activity_totals=totals,
         campaigns=_campaigns_of_period(user, start, end),
@@ -324,8 +325,14 @@ def _campaigns_of_period(user: User, start: datetime, end: datetime) -> list:
     return campaigns.campaign_list(user, sort="customers", period=period, limit=50)[:5]
 
 
-def pipeline_by_stage(scope: fc.Scope) -> list[StageFigure]:
-    """Open deals per stage: how many, and their amounts per currency (one GROUP BY)."""
+def pipeline_by_stage(scope: fc.Scope, window=None, today: date | None = None) -> list[StageFigure]:
+    """Open deals per stage: how many, their amounts per currency, and (with a window: a period,
+    and today) their weighted amount expected to close in the window from today on. One
+    GROUP BY, summed in cents."""
+    if window is None:
+        expected = null()
+    else:  # NULL when no deal of the group is expected in the window
+        expected = func.sum(case((fc.expected_in(window, today), fc.weighted_cents())))
     query = (
         select(
             Stage.id,
@@ -333,76 +340,52 @@ def pipeline_by_stage(scope: fc.Scope) -> list[StageFigure]:
             Pipeline.name,
             Deal.currency,
             func.count(),
-            func.coalesce(func.sum(Deal.amount), 0),
+            func.sum(hundredths(Deal.amount)),
+            expected,
         )
         .select_from(Deal)
         .join(Stage, Deal.stage_id == Stage.id)
         .join(Pipeline, Stage.pipeline_id == Pipeline.id)
-        .where(Deal.id.in_(scope.deal_ids()), Stage.kind == "open")
+        .where(scope.condition(), Stage.kind == "open")
         .group_by(
             Stage.id, Stage.name, Pipeline.name, Pipeline.position, Stage.position, Deal.currency
         )
         .order_by(Pipeline.position, Pipeline.name, Stage.position, Stage.id)
     )
     figures: dict[int, StageFigure] = {}
-    for stage_id, name, pipeline, currency, count, amount in db.session.execute(query):
+    for stage_id, name, pipeline, currency, count, amount, weighted_sum in db.session.execute(
+        query
+    ):
         figure = figures.setdefault(
             stage_id, StageFigure(stage_id, name, pipeline, 0, fc.Amounts())
         )
         figure.count += count
-        figure.amounts.add(currency, Decimal(amount).quantize(fc.CENT))
+        figure.amounts.add(currency, fc.cents(amount))
+        if weighted_sum is not None:
+            figure.expected.add(currency, fc.cents(weighted_sum))
     return list(figures.values())
 
 
 def conversion(scope: fc.Scope, period: ReportingPeriod, now: datetime) -> Funnel:
     """Meeting -> proposal -> won for the deals whose first step falls in `period` (see the
-    module's docstring), counted in SQL: each deal once per step."""
+    module's docstring): the forecast's funnel, with the meetings held as steps too."""
     start, end = period.utc_bounds(fc.user_timezone(scope.user))
-    step_stage, current = aliased(Stage), aliased(Stage)
-    by_stage = (
-        select(
-            DealStageHistory.deal_id.label("deal_id"),
-            case((step_stage.kind == "won", "won"), else_=step_stage.milestone).label("step"),
-            DealStageHistory.changed_at.label("at"),
-        )
-        .join(step_stage, DealStageHistory.to_stage_id == step_stage.id)
-        .where(or_(step_stage.milestone.is_not(None), step_stage.kind == "won"))
-    )
-    held = select(Event.deal_id, literal("meeting"), Event.starts_at).where(
-        Event.deal_id.is_not(None),
-        Event.kind == "meeting",
-        Event.status != "cancelled",
-        Event.starts_at <= now,
-    )
-    logged = select(Activity.deal_id, literal("meeting"), Activity.occurred_at).where(
-        Activity.deal_id.is_not(None), Activity.kind == "meeting"
-    )
-    steps = union_all(by_stage, held, logged).subquery()
-    per_deal = (
-        select(
-            steps.c.deal_id,
-            func.min(steps.c.at).label("entered"),
-            func.max(case((steps.c.step.in_(("proposal", "won")), 1), else_=0)).label("proposal"),
-            func.max(case((steps.c.step == "won", 1), else_=0)).label("won"),
-        )
-        .join(Deal, Deal.id == steps.c.deal_id)
-        .join(current, Deal.stage_id == current.id)
-        # Won once and reopened since: the win no longer counts, nor does its date.
+    held = (
+        select(Event.deal_id, literal("meeting"), Event.starts_at)
+        .join(Deal, Event.deal_id == Deal.id)
         .where(
-            steps.c.deal_id.in_(scope.deal_ids()),
-            or_(steps.c.step != "won", current.kind == "won"),
+            scope.condition(),
+            Event.kind == "meeting",
+            Event.status != "cancelled",
+            Event.starts_at <= now,
         )
-        .group_by(steps.c.deal_id)
-        .subquery()
     )
-    row = db.session.execute(
-        select(
-            func.count(),
-            func.coalesce(func.sum(per_deal.c.proposal), 0),
-            func.coalesce(func.sum(per_deal.c.won), 0),
-        ).where(per_deal.c.entered >= start, per_deal.c.entered < end)
-    ).one()
-    return Funnel(int(row[0]), int(row[1]), int(row[2]))
+    logged = (
+        select(Activity.deal_id, literal("meeting"), Activity.occurred_at)
+        .join(Deal, Activity.deal_id == Deal.id)
+        .where(scope.condition(), Activity.kind == "meeting")
+    )
+    return fc.funnel_of(scope, start, end, held, logged)
 
 
 def activities_per_rep(
@@ -415,7 +398,7 @@ def activities_per_rep(
         query = (
             select(Activity.author_id, Activity.kind, func.count())
             .where(
-                Activity.id.in_(visible_activities(user).with_only_columns(Activity.id)),
+                _where(visible_activities(user)),
                 Activity.author_id.in_(ids),
                 Activity.kind.in_(ACTIVITY_KINDS),
                 Activity.occurred_at >= start,
@@ -471,31 +454,59 @@ class Support:
         return sum(self.backlog.values())
 
 
-def _visible_incident_ids(user: User):
-    return visible_incidents(user).with_only_columns(Incident.id)
+def _where(query):
+    """The WHERE clause of a visible_*() select, to filter a query on the same table directly
+    (rather than `id IN (SELECT id ...)`, a second read of the table)."""
+    condition = query.whereclause
+    return true() if condition is None else condition
 
 
 def support_dashboard(user: User, period: ReportingPeriod, now: datetime | None = None) -> Support:
     now = now or datetime.now(UTC)
     tz = fc.user_timezone(user)
-    first_response, resolution = sla_compliance(user, period, now)
+    figures = incident_figures(user, period, now)
     return Support(
         period=period,
-        open_by_status=open_incidents(user),
-        first_response=first_response,
-        resolution=resolution,
-        backlog=backlog_by_age(user, now),
+        open_by_status=figures.open_by_status,
+        first_response=figures.first_response,
+        resolution=figures.resolution,
+        backlog=figures.backlog,
         interventions=interventions_week(user, now.astimezone(tz).date()),
     )
 
 
-def open_incidents(user: User) -> dict[tuple[str, str], int]:
+@dataclass
+class IncidentFigures:
+    open_by_status: dict[tuple[str, str], int]  # (status, priority) -> count
+    first_response: SlaFigure  # targets due in the period
+    resolution: SlaFigure
+    backlog: dict[str, int]  # AGE_BUCKETS -> count of open incidents
+
+
+def incident_figures(user: User, period: ReportingPeriod, now: datetime) -> IncidentFigures:
+    """Open incidents by status and priority and by age, and the service levels of the period:
+    one pass over the visible incidents, SUM(CASE) columns grouped by status and priority."""
+    is_open = Incident.status.in_(OPEN_STATUSES)
+    ages = [
+        func.coalesce(func.sum(case((and_(is_open, bucket), 1), else_=0)), 0)
+        for bucket in _age_conditions(now)
+    ]
     query = (
-        select(Incident.status, Incident.priority, func.count())
-        .where(Incident.id.in_(_visible_incident_ids(user)), Incident.status.in_(OPEN_STATUSES))
+        select(Incident.status, Incident.priority, *_sla_columns(user, period, now), *ages)
+        .where(_where(visible_incidents(user)))
         .group_by(Incident.status, Incident.priority)
     )
-    return {(status, priority): count for status, priority, count in db.session.execute(query)}
+    open_by_status: dict[tuple[str, str], int] = {}
+    sla = [0] * 6
+    backlog = dict.fromkeys(AGE_BUCKETS, 0)
+    for status, priority, *values in db.session.execute(query):
+        values = [int(v) for v in values]
+        sla = [total + v for total, v in zip(sla, values[:6], strict=True)]
+        for name, count in zip(AGE_BUCKETS, values[6:], strict=True):
+            backlog[name] += count
+        if status in OPEN_STATUSES:
+            open_by_status[(status, priority)] = sum(values[6:])
+    return IncidentFigures(open_by_status, SlaFigure(*sla[:3]), SlaFigure(*sla[3:]), backlog)
 
 
 def _target_sums(due, met_at, breached, start, end, now, met_also=None):
@@ -519,10 +530,8 @@ def _target_sums(due, met_at, breached, start, end, now, met_also=None):
     )
 
 
-def sla_compliance(
-    user: User, period: ReportingPeriod, now: datetime
-) -> tuple[SlaFigure, SlaFigure]:
-    """(first response, resolution): targets due in the period, met / missed / pending."""
+def _sla_columns(user: User, period: ReportingPeriod, now: datetime) -> tuple:
+    """(first response, resolution) × (met, missed, pending): targets due in the period."""
     start, end = period.utc_bounds(fc.user_timezone(user))
     # Resolved before the first reply was due, without a breach: nothing was left to answer.
     resolved_first = and_(
@@ -530,7 +539,7 @@ def sla_compliance(
         Incident.resolved_at.is_not(None),
         Incident.first_response_breached.is_(False),
     )
-    columns = _target_sums(
+    return _target_sums(
         Incident.first_response_due_at,
         Incident.first_responded_at,
         Incident.first_response_breached,
@@ -546,30 +555,19 @@ def sla_compliance(
         end,
         now,
     )
-    row = db.session.execute(
-        select(*columns).where(Incident.id.in_(_visible_incident_ids(user)))
-    ).one()
-    values = [int(v) for v in row]
-    return SlaFigure(*values[:3]), SlaFigure(*values[3:])
 
 
-def backlog_by_age(user: User, now: datetime) -> dict[str, int]:
-    """Open incidents by days since they were opened (one query, a SUM(CASE) per bucket)."""
+def _age_conditions(now: datetime) -> list:
+    """Days since an incident was opened: one condition per AGE_BUCKETS bucket."""
     limits = [now - timedelta(days=d) for d in AGE_LIMITS]
     created = Incident.created_at
-    bucket_conditions = [
+    return [
         created > limits[0],
         and_(created <= limits[0], created > limits[1]),
         and_(created <= limits[1], created > limits[2]),
         and_(created <= limits[2], created > limits[3]),
         created <= limits[3],
     ]
-    row = db.session.execute(
-        select(
-            *(func.coalesce(func.sum(case((c, 1), else_=0)), 0) for c in bucket_conditions)
-        ).where(Incident.id.in_(_visible_incident_ids(user)), Incident.status.in_(OPEN_STATUSES))
-    ).one()
-    return {name: int(value) for name, value in zip(AGE_BUCKETS, row, strict=True)}
 
 
 def interventions_week(user: User, today: date, technician: User | None = None) -> WeekGrid:
@@ -585,7 +583,7 @@ def interventions_week(user: User, today: date, technician: User | None = None) 
         select(TechnicianBooking.technician_id, day_index.label("day"), func.count())
         .join(Intervention, TechnicianBooking.intervention_id == Intervention.id)
         .where(
-            Intervention.id.in_(visible_interventions(user).with_only_columns(Intervention.id)),
+            _where(visible_interventions(user)),
             Intervention.status != "cancelled",
             TechnicianBooking.starts_at >= bounds[0],
             TechnicianBooking.starts_at < bounds[-1],

@@ -1,7 +1,9 @@
 """Forecasts and objectives: the weighted pipeline, won revenue, targets, margin, conversion.
 
 Every figure is computed from the deals a user may see (`visible_deals`), so that a total on the
-forecast page is the sum of the deals listed behind it. Money stays `Decimal` and is grouped per
+forecast page is the sum of the deals listed behind it. The database does the sums (GROUP BY
+queries, in whole cents rounded deal by deal: crm.sql_exact), so the page runs the same few
+queries however many deals there are. Money stays `Decimal` and is grouped per
 currency: an `Amounts` maps a currency code to a sum, and EUR is never added to USD.
 
 Rules the figures follow:
@@ -19,21 +21,34 @@ Rules the figures follow:
 """
 
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, false, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Select,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.orm import aliased, joinedload
 
 from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Deal, DealLine, DealStageHistory, Quota, Stage, Team, User
 from crm.permissions import ADMIN, MANAGER, SALES, visible_deals
-from crm.services.deals import is_stalled, margin
+from crm.services.deals import is_stalled
+from crm.sql_exact import div_half_even, epoch_microseconds, hundredths
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -208,6 +223,12 @@ class Scope:
     def deal_ids(self) -> Select:
         return self.deals().with_only_columns(Deal.id)
 
+    def condition(self):
+        """The scope as a condition on Deal, for queries that read the deal table themselves
+        (rather than `Deal.id IN (...)`, which makes the database read it twice)."""
+        condition = self.deals().whereclause
+        return true() if condition is None else condition
+
     def people(self, owner_ids: set[int | None]) -> list[User]:
         """The rows of the team table: who sells in the scope, and whoever owns one of its deals."""
         if not self.is_team:
@@ -222,71 +243,163 @@ class Scope:
         return sorted(db.session.scalars(query), key=lambda u: (u.name.lower(), u.id))
 
 
-# ---- the deals, as figures -------------------------------------------------------------------
+# ---- the deals, summed in SQL ------------------------------------------------------------------
+
+# Open deals are bucketed by expected close: 0 is this month (from today), 1 to 5 the next ones.
+OVERDUE, UNDATED, LATER = -1, -2, PIPELINE_MONTHS
+MICROSECONDS_A_DAY = 86_400_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class DealFigure(NamedTuple):
-    """What the figures need of a deal, without loading it as an object."""
+def cents(value) -> Decimal:
+    """A whole number of hundredths from SQL (int or Decimal) as money: 123456 -> 1234.56."""
+    return Decimal(int(value)).scaleb(-2)
 
-    id: int
+
+def weighted_cents():
+    """A deal's weighted amount in cents, rounded per deal as Deal.weighted_amount does."""
+    return div_half_even(hundredths(Deal.amount) * Stage.probability, 100)
+
+
+class DealSums(NamedTuple):
+    """Deals summed in SQL: one owner's, in one currency, of one stage kind, in one bucket.
+
+    Open deals are bucketed by expected close (`bucket`: OVERDUE, UNDATED, LATER or the month's
+    index from this month); won and lost deals by the span of `closed_bounds` they closed in
+    (`closed_from`: its start).
+    """
+
     owner_id: int | None
     currency: str
-    amount: Decimal
-    probability: int
     kind: str
-    expected_close: date | None
-    closed_at: datetime | None
+    bucket: int | None
+    closed_from: datetime | None
+    count: int
+    amount: Decimal
+    weighted: Decimal  # open deals
+    expected: tuple[Decimal | None, ...]  # open: weighted, expected to close in each window
+    cycle: int  # won deals: microseconds from creation to closing, summed
 
-    @property
-    def weighted(self) -> Decimal:
-        # The same rounding as Deal.weighted_amount: per deal, to the cent.
-        return (self.amount * self.probability / 100).quantize(CENT)
+
+def expected_in(window, today: date):
+    """Condition on an open deal: expected to close from today to the end of `window` (a
+    Period or any period with a start and an end)."""
+    return and_(Deal.expected_close >= max(window.start, today), Deal.expected_close < window.end)
 
 
-def _figures(scope: Scope, *conditions) -> list[DealFigure]:
-    query = (
+def _open_bucket(today: date):
+    this_month = today.replace(day=1)
+    close = Deal.expected_close
+    months = [(close < add_months(this_month, i + 1), i) for i in range(PIPELINE_MONTHS)]
+    return case((close.is_(None), UNDATED), (close < today, OVERDUE), *months, else_=LATER)
+
+
+def _closed_span(bounds: list[datetime]):
+    closed = Deal.closed_at
+    return case(*((closed < bounds[i + 1], i) for i in range(len(bounds) - 1)), else_=None)
+
+
+def deal_sums(
+    scope: Scope,
+    today: date | None = None,
+    *,
+    windows=(),
+    closed_bounds: list[datetime] | None = None,
+) -> list[DealSums]:
+    """The open deals of the scope (with `today`), and the won and lost ones closed between
+    closed_bounds[0] and closed_bounds[-1] (aware datetimes, increasing): one pass over the
+    deals, grouped by owner, currency, stage kind and bucket.
+
+    `windows` (periods): the weighted amount of the open deals expected to close in each, from
+    today on. Sums are made in cents, exact on every database."""
+    is_open = Stage.kind == "open"
+    wanted, bucket = [], []
+    if today is not None:
+        wanted.append(is_open)
+        bucket.append((is_open, _open_bucket(today)))
+    if closed_bounds:
+        closed = Deal.closed_at
+        wanted.append(
+            and_(
+                Stage.kind.in_(("won", "lost")),
+                closed >= closed_bounds[0],
+                closed < closed_bounds[-1],
+            )
+        )
+        bucket.append((Stage.kind != "open", _closed_span(closed_bounds)))
+    if not wanted:
+        return []
+    weighted = weighted_cents()
+    duration = epoch_microseconds(Deal.closed_at) - epoch_microseconds(Deal.created_at)
+    rows = (
         select(
-            Deal.id,
             Deal.owner_id,
             Deal.currency,
-            Deal.amount,
-            Stage.probability,
             Stage.kind,
-            Deal.expected_close,
-            Deal.closed_at,
+            case(*bucket).label("bucket"),
+            hundredths(Deal.amount).label("amount"),
+            case((is_open, weighted), else_=0).label("weighted"),
+            # NULL, not 0, outside the window: a group with no deal in it sums to NULL.
+            *(
+                case((and_(is_open, expected_in(w, today)), weighted), else_=null()).label(
+                    f"expected{i}"
+                )
+                for i, w in enumerate(windows)
+            ),
+            case((Stage.kind == "won", duration), else_=0).label("cycle"),
         )
         .join(Stage, Deal.stage_id == Stage.id)
-        .where(Deal.id.in_(scope.deal_ids()), *conditions)
+        .where(scope.condition(), or_(*wanted))
+        .subquery()
     )
-    return [DealFigure._make(row) for row in db.session.execute(query)]
+    query = select(
+        rows.c.owner_id,
+        rows.c.currency,
+        rows.c.kind,
+        rows.c.bucket,
+        func.count(),
+        func.sum(rows.c.amount),
+        func.sum(rows.c.weighted),
+        *(func.sum(rows.c[f"expected{i}"]) for i in range(len(windows))),
+        func.sum(rows.c.cycle),
+    ).group_by(rows.c.owner_id, rows.c.currency, rows.c.kind, rows.c.bucket)
+    result = []
+    for row in db.session.execute(query):
+        owner_id, currency, kind, bucket_index, count, amount, weighted_sum, *expected, cycle = row
+        is_open_group = kind == "open"
+        result.append(
+            DealSums(
+                owner_id,
+                currency,
+                kind,
+                bucket_index if is_open_group else None,
+                None if is_open_group else closed_bounds[bucket_index],
+                count,
+                cents(amount),
+                cents(weighted_sum),
+                tuple(None if value is None else cents(value) for value in expected),
+                int(cycle),
+            )
+        )
+    return result
 
 
-def open_deals(scope: Scope) -> list[DealFigure]:
-    return _figures(scope, Stage.kind == "open")
+def won_between(sums: list[DealSums], start: datetime, end: datetime) -> Amounts:
+    """Won in [start, end): the bounds must be among the closed_bounds the sums were made with."""
+    won = Amounts()
+    for s in sums:
+        if s.kind == "won" and start <= s.closed_from < end:
+            won.add(s.currency, s.amount)
+    return won
 
 
-def won_deals(scope: Scope, start: datetime, end: datetime) -> list[DealFigure]:
-    """Deals in a won stage closed in [start, end) (aware datetimes)."""
-    return _figures(scope, Stage.kind == "won", Deal.closed_at >= start, Deal.closed_at < end)
-
-
-def expected_in(period: Period, today: date):
-    """Predicate on an open deal: expected to close from today to the end of `period`."""
-    first, end = max(period.start, today), period.end
-
-    def test(deal: DealFigure) -> bool:
-        return deal.expected_close is not None and first <= deal.expected_close < end
-
-    return test
-
-
-def closed_in(period: Period, tz: ZoneInfo):
-    start, end = period.utc_bounds(tz)
-
-    def test(deal: DealFigure) -> bool:
-        return deal.closed_at is not None and start <= deal.closed_at < end
-
-    return test
+def expected_sum(sums: list[DealSums], window: int) -> Amounts:
+    """The weighted open amount expected in the `window`-th window."""
+    weighted = Amounts()
+    for s in sums:
+        if s.kind == "open" and s.expected[window] is not None:
+            weighted.add(s.currency, s.expected[window])
+    return weighted
 
 
 # ---- weighted pipeline ---------------------------------------------------------------------------
@@ -302,33 +415,24 @@ class Bucket:
     amount: Amounts = field(default_factory=Amounts)
     weighted: Amounts = field(default_factory=Amounts)
 
-    def add(self, deal: DealFigure) -> None:
-        self.count += 1
-        self.amount.add(deal.currency, deal.amount)
-        self.weighted.add(deal.currency, deal.weighted)
+    def add(self, sums: DealSums) -> None:
+        self.count += sums.count
+        self.amount.add(sums.currency, sums.amount)
+        self.weighted.add(sums.currency, sums.weighted)
 
 
-def pipeline_by_month(deals: list[DealFigure], today: date) -> list[Bucket]:
+def pipeline_by_month(sums: list[DealSums], today: date) -> list[Bucket]:
     """Overdue, this month and the five next, later, undated: every open deal in exactly one."""
     this_month = today.replace(day=1)
     months = [add_months(this_month, i) for i in range(PIPELINE_MONTHS)]
-    buckets = {"overdue": Bucket("overdue")}
-    for month in months:
-        buckets[month.isoformat()[:7]] = Bucket(month.isoformat()[:7], month)
-    buckets["later"] = Bucket("later")
-    buckets["undated"] = Bucket("undated")
-    horizon = add_months(this_month, PIPELINE_MONTHS)
-    for deal in deals:
-        close = deal.expected_close
-        if close is None:
-            key = "undated"
-        elif close < today:
-            key = "overdue"
-        elif close >= horizon:
-            key = "later"
-        else:
-            key = close.isoformat()[:7]
-        buckets[key].add(deal)
+    buckets = {OVERDUE: Bucket("overdue")}
+    for index, month in enumerate(months):
+        buckets[index] = Bucket(month.isoformat()[:7], month)
+    buckets[LATER] = Bucket("later")
+    buckets[UNDATED] = Bucket("undated")
+    for s in sums:
+        if s.kind == "open":
+            buckets[s.bucket].add(s)
     return list(buckets.values())
 
 
@@ -341,24 +445,29 @@ def total_of(buckets: list[Bucket]) -> Bucket:
     return total
 
 
-def pipeline_by_rep(deals: list[DealFigure]) -> dict[int | None, Bucket]:
+def pipeline_by_rep(sums: list[DealSums]) -> dict[int | None, Bucket]:
     by_owner: dict[int | None, Bucket] = {}
-    for deal in deals:
-        if deal.owner_id not in by_owner:
-            by_owner[deal.owner_id] = Bucket(str(deal.owner_id))
-        by_owner[deal.owner_id].add(deal)
+    for s in sums:
+        if s.kind == "open":
+            by_owner.setdefault(s.owner_id, Bucket(str(s.owner_id))).add(s)
     return by_owner
 
 
+def month_bounds(months: list[date], tz: ZoneInfo) -> list[datetime]:
+    """The UTC instants the months start at, and the end of the last one."""
+    return [_local_midnight(m, tz) for m in [*months, add_months(months[-1], 1)]]
+
+
 def won_by_month(
-    deals: list[DealFigure], months: list[date], tz: ZoneInfo
+    sums: list[DealSums], months: list[date], tz: ZoneInfo
 ) -> list[tuple[date, Amounts]]:
-    sums = {month: Amounts() for month in months}
-    for deal in deals:
-        month = deal.closed_at.astimezone(tz).date().replace(day=1)
-        if month in sums:
-            sums[month].add(deal.currency, deal.amount)
-    return list(sums.items())
+    """Won per month (of `tz`): the sums' closed_bounds must hold the months' bounds."""
+    starts = dict(zip(month_bounds(months, tz)[:-1], months, strict=True))
+    by_month = {month: Amounts() for month in months}
+    for s in sums:
+        if s.kind == "won" and s.closed_from in starts:
+            by_month[starts[s.closed_from]].add(s.currency, s.amount)
+    return list(by_month.items())
 
 
 # ---- objectives ------------------------------------------------------------------------------------
@@ -399,45 +508,31 @@ class Objective:
         return self.won.merged(self.weighted).others(self.currency)
 
 
-def objective(
-    period: Period,
-    target: Decimal | None,
-    won: list[DealFigure],
-    open_: list[DealFigure],
-    today: date,
-    tz: ZoneInfo,
-    currency: str = DEFAULT_QUOTA_CURRENCY,
-) -> Objective:
-    in_period, expected = closed_in(period, tz), expected_in(period, today)
-    won_sum, weighted_sum = Amounts(), Amounts()
-    for deal in won:
-        if in_period(deal):
-            won_sum.add(deal.currency, deal.amount)
-    for deal in open_:
-        if expected(deal):
-            weighted_sum.add(deal.currency, deal.weighted)
-    return Objective(period, currency, target, won_sum, weighted_sum)
-
-
 def quota_targets(
     period: Period, users: list[User] = (), teams: list[Team] = ()
 ) -> dict[tuple[str, int], Decimal]:
     """{("user", id) | ("team", id): target} for this exact period."""
+    found = quota_targets_of([period], users, teams)
+    return {key[1:]: value for key, value in found.items()}
+
+
+def quota_targets_of(
+    periods: list[Period], users: list[User] = (), teams: list[Team] = ()
+) -> dict[tuple[Period, str, int], Decimal]:
+    """{(period, "user" | "team", id): target} for these exact periods, in one query."""
     user_ids = [u.id for u in users]
     team_ids = [t.id for t in teams]
-    if not user_ids and not team_ids:
+    if not periods or (not user_ids and not team_ids):
         return {}
     owner = or_(
         Quota.user_id.in_(user_ids) if user_ids else false(),
         Quota.team_id.in_(team_ids) if team_ids else false(),
     )
-    query = select(Quota).where(
-        Quota.period_kind == period.kind, Quota.period_start == period.start, owner
-    )
+    when = or_(*(and_(Quota.period_kind == p.kind, Quota.period_start == p.start) for p in periods))
     targets = {}
-    for quota in db.session.scalars(query):
+    for quota in db.session.scalars(select(Quota).where(when, owner)):
         key = ("user", quota.user_id) if quota.user_id else ("team", quota.team_id)
-        targets[key] = quota.target
+        targets[(Period(quota.period_kind, quota.period_start), *key)] = quota.target
     return targets
 
 
@@ -457,47 +552,62 @@ class MarginFigure:
         return self.known == 0 and self.unknown > 0
 
 
-class _Line(NamedTuple):
-    """A deal line's columns, with DealLine's own arithmetic (total, margin)."""
+def _line_margins() -> Select:
+    """Each deal line's margin in cents, rounded as DealLine.total and DealLine.margin round
+    (NULL without a cost): whole hundredths, so that SQL adds up what Python would."""
+    quantity, price = hundredths(DealLine.quantity), hundredths(DealLine.unit_price)
+    # total = quantity × price × (100 - discount %) / 100, to the cent
+    total = div_half_even(quantity * price * (10000 - hundredths(DealLine.discount_percent)), 10**6)
+    totals = select(
+        DealLine.deal_id,
+        total.label("total"),
+        (quantity * hundredths(DealLine.unit_cost)).label("cost"),  # in 1/10,000
+    ).subquery()
+    return select(
+        totals.c.deal_id, div_half_even(totals.c.total * 100 - totals.c.cost, 100).label("margin")
+    ).subquery()
 
-    deal_id: int
-    quantity: Decimal
-    unit_price: Decimal
-    unit_cost: Decimal | None
-    discount_percent: Decimal
 
-    total = DealLine.total
-    margin = DealLine.margin
-
-
-class _Lines(NamedTuple):
-    lines: list[_Line]
-
-
-def margin_of(deals: list[DealFigure]) -> MarginFigure:
-    """The margin of these deals, by the rule of services.deals.margin (known only when every
-    line has a cost), from the line columns rather than loaded objects."""
-    figure = MarginFigure()
-    lines: dict[int, list[_Line]] = defaultdict(list)
-    ids = [deal.id for deal in deals]
-    for start in range(0, len(ids), 500):  # a bounded IN list, whatever the database
-        query = select(
-            DealLine.deal_id,
-            DealLine.quantity,
-            DealLine.unit_price,
-            DealLine.unit_cost,
-            DealLine.discount_percent,
-        ).where(DealLine.deal_id.in_(ids[start : start + 500]))
-        for row in db.session.execute(query):
-            lines[row.deal_id].append(_Line._make(row))
-    for deal in deals:
-        value = margin(_Lines(lines.get(deal.id, [])))
-        if value is None:
-            figure.unknown += 1
-        else:
-            figure.known += 1
-            figure.amounts.add(deal.currency, value)
-    return figure
+def margins(scope: Scope, period: Period, today: date) -> tuple[MarginFigure, MarginFigure]:
+    """The margin of the deals won in `period`, and of the open ones expected to close in it
+    (from today on), by the rule of services.deals.margin: a deal's margin is known when it has
+    lines and every line has a cost. One query, summed in SQL."""
+    start, end = period.utc_bounds(user_timezone(scope.user))
+    won_in_period = and_(Stage.kind == "won", Deal.closed_at >= start, Deal.closed_at < end)
+    lines = _line_margins()
+    per_deal = (
+        select(
+            Deal.currency,
+            case((Stage.kind == "won", "won"), else_="open").label("part"),
+            func.count(lines.c.deal_id).label("lines"),
+            func.count(lines.c.margin).label("costed"),
+            func.sum(lines.c.margin).label("margin"),
+        )
+        .join(Stage, Deal.stage_id == Stage.id)
+        .outerjoin(lines, lines.c.deal_id == Deal.id)
+        .where(
+            scope.condition(),
+            or_(won_in_period, and_(Stage.kind == "open", expected_in(period, today))),
+        )
+        .group_by(Deal.id, Deal.currency, Stage.kind)
+        .subquery()
+    )
+    known = and_(per_deal.c.lines > 0, per_deal.c.lines == per_deal.c.costed)
+    query = select(
+        per_deal.c.part,
+        per_deal.c.currency,
+        func.sum(case((known, per_deal.c.margin), else_=0)),
+        func.sum(case((known, 1), else_=0)),
+        func.sum(case((known, 0), else_=1)),
+    ).group_by(per_deal.c.part, per_deal.c.currency)
+    figures = {"won": MarginFigure(), "open": MarginFigure()}
+    for part, currency, margin, known_count, unknown_count in db.session.execute(query):
+        figure = figures[part]
+        if known_count:
+            figure.amounts.add(currency, cents(margin))
+        figure.known += int(known_count)
+        figure.unknown += int(unknown_count)
+    return figures["won"], figures["open"]
 
 
 # ---- the team: conversion, win rate, cycle, risk -----------------------------------------------------
@@ -526,19 +636,52 @@ class Funnel:
         return percent(self.won, self.meeting)
 
 
-def _stepped_in(start: datetime, end: datetime) -> Select:
-    """Ids of the deals that reached a funnel step between start and end: the only ones whose
-    first step can fall in the period."""
-    step = aliased(Stage)
+def stage_steps(scope: Scope) -> Select:
+    """(deal_id, step, at): each time a deal of `scope` entered a funnel stage. A win counts
+    only while the deal is still won: won once and reopened since, neither the win nor its date
+    count."""
+    step_stage, current = aliased(Stage), aliased(Stage)
     return (
-        select(DealStageHistory.deal_id)
-        .join(step, DealStageHistory.to_stage_id == step.id)
+        select(
+            DealStageHistory.deal_id.label("deal_id"),
+            case((step_stage.kind == "won", "won"), else_=step_stage.milestone).label("step"),
+            DealStageHistory.changed_at.label("at"),
+        )
+        .join(step_stage, DealStageHistory.to_stage_id == step_stage.id)
+        .join(Deal, DealStageHistory.deal_id == Deal.id)
+        .join(current, Deal.stage_id == current.id)
         .where(
-            DealStageHistory.changed_at >= start,
-            DealStageHistory.changed_at < end,
-            or_(step.milestone.is_not(None), step.kind == "won"),
+            scope.condition(),
+            or_(step_stage.milestone.is_not(None), step_stage.kind == "won"),
+            or_(step_stage.kind != "won", current.kind == "won"),
         )
     )
+
+
+def funnel_of(scope: Scope, start: datetime, end: datetime, *more_steps: Select) -> Funnel:
+    """Meeting → proposal → won for the deals of `scope` whose first step falls in [start, end),
+    counted in one query: each deal once per step, a later step implying the earlier ones.
+
+    The steps are the stage history's (`stage_steps`) and `more_steps`: selects of the same
+    three columns, already limited to the scope's deals (the dashboard adds meetings held)."""
+    steps = union_all(stage_steps(scope), *more_steps).subquery()
+    per_deal = (
+        select(
+            func.max(case((steps.c.step.in_(("proposal", "won")), 1), else_=0)).label("proposal"),
+            func.max(case((steps.c.step == "won", 1), else_=0)).label("won"),
+        )
+        .group_by(steps.c.deal_id)
+        .having(and_(func.min(steps.c.at) >= start, func.min(steps.c.at) < end))
+        .subquery()
+    )
+    row = db.session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(per_deal.c.proposal), 0),
+            func.coalesce(func.sum(per_deal.c.won), 0),
+        )
+    ).one()
+    return Funnel(int(row[0]), int(row[1]), int(row[2]))
 
 
 def conversion(scope: Scope, period: Period) -> Funnel:
@@ -551,52 +694,9 @@ def conversion(scope: Scope, period: Period) -> Funnel:
     is the deals whose first step falls in the period (in the user's time zone); how far they got
     is counted up to now, so a recent period's figures still grow as its deals progress.
 
-    Meetings from the shared agenda will feed the meeting step once the agenda lands: a deal
-    with a meeting event will count from that event's date even if its stage never said so.
+    The dashboard's funnel (crm.services.dashboards) also counts the meetings held.
     """
-    tz = user_timezone(scope.user)
-    start, end = period.utc_bounds(tz)
-    to_stage, current = aliased(Stage), aliased(Stage)
-    query = (
-        select(
-            DealStageHistory.deal_id,
-            DealStageHistory.changed_at,
-            to_stage.milestone,
-            to_stage.kind,
-            current.kind,
-        )
-        .join(to_stage, DealStageHistory.to_stage_id == to_stage.id)
-        .join(Deal, DealStageHistory.deal_id == Deal.id)
-        .join(current, Deal.stage_id == current.id)
-        .where(
-            DealStageHistory.deal_id.in_(scope.deal_ids()),
-            DealStageHistory.deal_id.in_(_stepped_in(start, end)),
-            or_(to_stage.milestone.is_not(None), to_stage.kind == "won"),
-        )
-    )
-    first: dict[int, dict[str, datetime]] = defaultdict(dict)
-    won_now: set[int] = set()
-    for deal_id, changed_at, milestone, kind, current_kind in db.session.execute(query):
-        step = "won" if kind == "won" else milestone
-        times = first[deal_id]
-        if step not in times or changed_at < times[step]:
-            times[step] = changed_at
-        if current_kind == "won":
-            won_now.add(deal_id)
-    funnel = Funnel()
-    for deal_id, times in first.items():
-        if "won" in times and deal_id not in won_now:
-            del times["won"]  # won once, reopened since: not won
-        if not times:
-            continue
-        if not start <= min(times.values()) < end:
-            continue
-        funnel.meeting += 1
-        if "proposal" in times or "won" in times:
-            funnel.proposal += 1
-        if "won" in times:
-            funnel.won += 1
-    return funnel
+    return funnel_of(scope, *period.utc_bounds(user_timezone(scope.user)))
 
 
 @dataclass
@@ -609,29 +709,16 @@ class WinRate:
         return percent(self.won, self.won + self.lost)
 
 
-def _closed(scope: Scope, period: Period):
-    start, end = period.utc_bounds(user_timezone(scope.user))
-    query = (
-        select(Stage.kind, Deal.created_at, Deal.closed_at)
-        .join(Stage, Deal.stage_id == Stage.id)
-        .where(
-            Deal.id.in_(scope.deal_ids()),
-            Stage.kind.in_(("won", "lost")),
-            Deal.closed_at >= start,
-            Deal.closed_at < end,
-        )
-    )
-    return list(db.session.execute(query))
-
-
-def win_rate(scope: Scope, period: Period, closed=None) -> WinRate:
-    """Won / (won + lost) among the deals closed in the period, counted in deals."""
+def win_rate(sums: list[DealSums], start: datetime, end: datetime) -> WinRate:
+    """Won / (won + lost) among the deals closed in [start, end), counted in deals (the bounds
+    among the closed_bounds the sums were made with)."""
     result = WinRate()
-    for kind, _created, _closed_at in _closed(scope, period) if closed is None else closed:
-        if kind == "won":
-            result.won += 1
-        else:
-            result.lost += 1
+    for s in sums:
+        if s.kind in ("won", "lost") and start <= s.closed_from < end:
+            if s.kind == "won":
+                result.won += s.count
+            else:
+                result.lost += s.count
     return result
 
 
@@ -641,20 +728,14 @@ class Cycle:
     average_days: Decimal | None = None
 
 
-def sales_cycle(scope: Scope, period: Period, closed=None) -> Cycle:
-    """Average days from creation to closing of the deals won in the period, to one decimal."""
-    durations = [
-        closed_at - created
-        for kind, created, closed_at in (_closed(scope, period) if closed is None else closed)
-        if kind == "won" and created is not None
-    ]
-    if not durations:
+def sales_cycle(sums: list[DealSums], start: datetime, end: datetime) -> Cycle:
+    """Average days from creation to closing of the deals won in [start, end), to one decimal."""
+    won = [s for s in sums if s.kind == "won" and start <= s.closed_from < end]
+    count = sum(s.count for s in won)
+    if not count:
         return Cycle()
-    seconds = sum(
-        (Decimal(d.days * 86400 + d.seconds) + Decimal(d.microseconds) / 10**6 for d in durations),
-        ZERO,
-    )
-    return Cycle(len(durations), (seconds / 86400 / len(durations)).quantize(TENTH, ROUND_HALF_UP))
+    seconds = Decimal(sum(s.cycle for s in won)) / 10**6
+    return Cycle(count, (seconds / 86400 / count).quantize(TENTH, ROUND_HALF_UP))
 
 
 @dataclass
@@ -664,45 +745,47 @@ class RiskyDeal:
     stalled_days: int | None  # days in its stage, when past the stage's limit
 
 
-def _at_risk_condition(today: date, now: datetime):
-    stalls = [
-        and_(Deal.stage_id == stage_id, Deal.stage_entered_at < now - timedelta(days=days))
-        for stage_id, days in db.session.execute(
-            select(Stage.id, Stage.stall_days).where(Stage.kind == "open", Stage.stall_days > 0)
-        )
-    ]
-    return or_(Deal.expected_close < today, *stalls)
+# Longest overdue first, then longest in their stage.
+_RISK_ORDER = (Deal.expected_close.is_(None), Deal.expected_close, Deal.stage_entered_at, Deal.id)
 
 
 def deals_at_risk(
     scope: Scope, today: date, now: datetime, limit: int = AT_RISK_LIMIT
 ) -> tuple[list[RiskyDeal], int]:
     """Open deals past their expected close or stalled in their stage: the first `limit`
-    (longest overdue first, then longest stalled), and how many there are in all."""
-    condition = and_(
-        Deal.id.in_(scope.deal_ids()),
-        Deal.stage.has(Stage.kind == "open"),
-        _at_risk_condition(today, now),
+    (longest overdue first, then longest stalled), and how many there are in all (one query)."""
+    now_us = (now - _EPOCH) // timedelta(microseconds=1)
+    stalled = and_(
+        Stage.stall_days > 0,
+        epoch_microseconds(Deal.stage_entered_at)
+        < literal(now_us, BigInteger) - Stage.stall_days * literal(MICROSECONDS_A_DAY, BigInteger),
     )
-    count = db.session.scalar(select(db.func.count()).select_from(Deal).where(condition))
-    query = (
-        select(Deal)
-        .where(condition)
-        .options(joinedload(Deal.stage), joinedload(Deal.owner), joinedload(Deal.company))
-        .order_by(
-            Deal.expected_close.is_(None), Deal.expected_close, Deal.stage_entered_at, Deal.id
-        )
+    # The first `limit` ids and the count, then those deals with what the page shows of them:
+    # joining owners and companies to every risky deal before the limit would read them all.
+    first = (
+        select(Deal.id, func.count().over().label("total"))
+        .join(Stage, Deal.stage_id == Stage.id)
+        .where(scope.condition(), Stage.kind == "open", or_(Deal.expected_close < today, stalled))
+        .order_by(*_RISK_ORDER)
         .limit(limit)
+        .subquery()
     )
-    risky = []
-    for deal in db.session.scalars(query):
+    query = (
+        select(Deal, first.c.total)
+        .join(first, first.c.id == Deal.id)
+        .options(joinedload(Deal.stage), joinedload(Deal.owner), joinedload(Deal.company))
+        .order_by(*_RISK_ORDER)
+    )
+    risky, count = [], 0
+    for deal, total in db.session.execute(query):
+        count = total  # the same on every row: the count before the limit
         overdue = (
             (today - deal.expected_close).days
             if deal.expected_close and deal.expected_close < today
             else None
         )
-        stalled = (now - deal.stage_entered_at).days if is_stalled(deal, now) else None
-        risky.append(RiskyDeal(deal, overdue, stalled))
+        stalled_days = (now - deal.stage_entered_at).days if is_stalled(deal, now) else None
+        risky.append(RiskyDeal(deal, overdue, stalled_days))
     return risky, count
 
 
@@ -751,7 +834,11 @@ def build_forecast(
     now: datetime | None = None,
     currency: str = DEFAULT_QUOTA_CURRENCY,
 ) -> Forecast:
-    """Everything the forecast page shows, for `user` over `period` (admins may pass a team)."""
+    """Everything the forecast page shows, for `user` over `period` (admins may pass a team).
+
+    The deals are summed in SQL (one query for the open pipeline and what closed, one for the
+    margins, one for the funnel, one for the deals at risk): the page runs the same number of
+    queries whatever the number of deals."""
     now = now or datetime.now(UTC)
     scope = Scope.of(user, team)
     tz = user_timezone(user)
@@ -759,64 +846,60 @@ def build_forecast(
 
     periods = [period] if period.kind == "quarter" else [period, period.quarter]
     won_months = [add_months(period.end, -i) for i in range(WON_MONTHS, 0, -1)]
-    window_start = min([won_months[0]] + [p.start for p in periods])
-    window_end = max(p.end for p in periods)
-    open_ = open_deals(scope)
-    won = won_deals(scope, _local_midnight(window_start, tz), _local_midnight(window_end, tz))
+    first_month = min([won_months[0]] + [p.start for p in periods])
+    last_month = add_months(max(p.end for p in periods), -1)
+    months = [first_month]
+    while months[-1] < last_month:
+        months.append(add_months(months[-1], 1))
+    sums = deal_sums(scope, today, windows=periods, closed_bounds=month_bounds(months, tz))
+    start, end = period.utc_bounds(tz)
+    won = [s for s in sums if s.kind == "won"]
+    won_in_period = [s for s in won if start <= s.closed_from < end]
 
-    buckets = pipeline_by_month(open_, today)
-    in_period, expected = closed_in(period, tz), expected_in(period, today)
-    won_in_period = [d for d in won if in_period(d)]
-    open_in_period = [d for d in open_ if expected(d)]
-
+    buckets = pipeline_by_month(sums, today)
+    by_owner = pipeline_by_rep(sums)
+    people = scope.people(set(by_owner) | {s.owner_id for s in won_in_period})
     # Targets: the rep's own, or the team's; and every row's for the table.
-    by_owner = pipeline_by_rep(open_)
-    people = scope.people(set(by_owner) | {d.owner_id for d in won_in_period})
-    targets = {}
-    for p in periods:
-        found = quota_targets(p, users=people, teams=[scope.team] if scope.team else [])
-        targets.update({(p, *key): value for key, value in found.items()})
+    targets = quota_targets_of(periods, users=people, teams=[scope.team] if scope.team else [])
     if scope.is_team:
         target_key = ("team", scope.team.id) if scope.team else None
     else:
         target_key = ("user", user.id)
     objectives = [
-        objective(
+        Objective(
             p,
-            targets.get((p, *target_key)) if target_key else None,
-            won,
-            open_,
-            today,
-            tz,
             currency,
+            targets.get((p, *target_key)) if target_key else None,
+            won_between(sums, *p.utc_bounds(tz)),
+            expected_sum(sums, index),
         )
-        for p in periods
+        for index, p in enumerate(periods)
     ]
 
     owners = [(u.id, u) for u in people]
-    if scope.is_team and (None in by_owner or any(d.owner_id is None for d in won)):
+    if scope.is_team and (None in by_owner or any(s.owner_id is None for s in won)):
         owners.append((None, None))
-    open_by_owner, won_by_owner = defaultdict(list), defaultdict(list)
-    for deal in open_:
-        open_by_owner[deal.owner_id].append(deal)
-    for deal in won:
-        won_by_owner[deal.owner_id].append(deal)
+    by_owner_sums: dict[int | None, list[DealSums]] = {}
+    for s in sums:
+        by_owner_sums.setdefault(s.owner_id, []).append(s)
     reps = []
     for owner_id, person in owners:
-        mine_open, mine_won = open_by_owner[owner_id], won_by_owner[owner_id]
+        mine = by_owner_sums.get(owner_id, [])
         target = targets.get((period, "user", owner_id)) if owner_id else None
         reps.append(
             RepLine(
                 person,
-                objective(period, target, mine_won, mine_open, today, tz, currency),
+                Objective(
+                    period, currency, target, won_between(mine, start, end), expected_sum(mine, 0)
+                ),
                 by_owner.get(owner_id, Bucket(str(owner_id))),
             )
         )
     # The sum of the rows, against the team's target: the period's own objective.
     team_line = RepLine(None, objectives[0], total_of(buckets))
 
+    margin_won, margin_open = margins(scope, period, today)
     at_risk, at_risk_count = deals_at_risk(scope, today, now)
-    closed = _closed(scope, period)
     return Forecast(
         scope=scope,
         period=period,
@@ -824,15 +907,15 @@ def build_forecast(
         currency=currency,
         pipeline=buckets,
         pipeline_total=total_of(buckets),
-        won_months=won_by_month(won, won_months, tz),
+        won_months=won_by_month(sums, won_months, tz),
         objectives=objectives,
         reps=reps,
         team_line=team_line,
-        margin_won=margin_of(won_in_period),
-        margin_open=margin_of(open_in_period),
+        margin_won=margin_won,
+        margin_open=margin_open,
         funnel=conversion(scope, period),
-        win_rate=win_rate(scope, period, closed),
-        cycle=sales_cycle(scope, period, closed),
+        win_rate=win_rate(sums, start, end),
+        cycle=sales_cycle(sums, start, end),
         at_risk=at_risk,
         at_risk_count=at_risk_count,
     )

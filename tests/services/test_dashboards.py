@@ -180,7 +180,8 @@ def test_sla_compliance_of_the_period(ctx):
         resolved_at=due - timedelta(days=2),
         resolution_due_at=at(2026, 4, 5),
     )
-    first, resolution = dash.sla_compliance(agent, MARCH, NOW)
+    figures = dash.incident_figures(agent, MARCH, NOW)
+    first, resolution = figures.first_response, figures.resolution
     assert (first.met, first.missed, first.pending) == (2, 2, 2)
     assert first.rate == Decimal("50.0")
     assert (resolution.met, resolution.missed, resolution.pending) == (1, 1, 0)
@@ -198,14 +199,15 @@ def test_backlog_by_age_and_open_incidents(ctx):
         (3, "closed", "high"),
     ]:
         make_incident(status=status, priority=priority, created_at=NOW - timedelta(days=days))
-    assert dash.backlog_by_age(agent, NOW) == {
+    figures = dash.incident_figures(agent, MARCH, NOW)
+    assert figures.backlog == {
         "lt1": 1,
         "1to3": 1,
         "3to7": 1,
         "7to30": 1,
         "gt30": 1,
     }
-    assert dash.open_incidents(agent) == {
+    assert figures.open_by_status == {
         ("new", "high"): 1,
         ("open", "normal"): 1,
         ("waiting", "normal"): 1,

@@ -14,6 +14,7 @@ from crm.extensions import db
 from crm.models import Deal, DealLine, DealStageHistory, Quota
 from crm.permissions import visible_deals
 from crm.services import forecast as fc
+from crm.services.deals import margin
 from tests.factories import make_deal, make_pipeline, make_team, make_user
 
 NOW = datetime(2026, 3, 15, 12, 0, tzinfo=UTC)
@@ -135,7 +136,7 @@ def rep_book(pipeline):
 def test_weighted_pipeline_by_month_per_currency(rep_book):
     rep, _deals = rep_book
     scope = fc.Scope.of(rep)
-    buckets = {b.key: b for b in fc.pipeline_by_month(fc.open_deals(scope), TODAY)}
+    buckets = {b.key: b for b in fc.pipeline_by_month(fc.deal_sums(scope, TODAY), TODAY)}
     assert list(buckets) == [
         "overdue",
         "2026-03",
@@ -168,7 +169,8 @@ def test_weighted_is_rounded_per_deal_like_the_deal_itself(pipeline):
         for _ in range(2)
     ]
     db.session.commit()
-    (march,) = [b for b in fc.pipeline_by_month(fc.open_deals(fc.Scope.of(rep)), TODAY) if b.count]
+    sums = fc.deal_sums(fc.Scope.of(rep), TODAY)
+    (march,) = [b for b in fc.pipeline_by_month(sums, TODAY) if b.count]
     # 1.005 each, rounded half-even to 1.00 on the deal: the bucket is the sum of what deals show.
     assert march.weighted == {"EUR": sum(d.weighted_amount for d in deals)} == {"EUR": D("2.00")}
 
@@ -176,7 +178,7 @@ def test_weighted_is_rounded_per_deal_like_the_deal_itself(pipeline):
 def test_pipeline_by_rep(rep_book, pipeline):
     rep, _deals = rep_book
     manager = make_user(role="admin")
-    by_owner = fc.pipeline_by_rep(fc.open_deals(fc.Scope.of(manager)))
+    by_owner = fc.pipeline_by_rep(fc.deal_sums(fc.Scope.of(manager), TODAY))
     assert by_owner[rep.id].weighted == {"EUR": D("4353.33"), "USD": D("700.00")}
     assert by_owner[rep.id].count == 7
     (other,) = [b for owner, b in by_owner.items() if owner != rep.id]
@@ -214,8 +216,9 @@ def test_won_by_month_uses_the_users_time_zone(pipeline):
     make_deal(pipeline, won, rep, "300", currency="USD", closed_at=at("2026-03-06"))
     db.session.commit()
     tz = fc.user_timezone(rep)
-    deals = fc.won_deals(fc.Scope.of(rep), *fc.Period("quarter", date(2026, 1, 1)).utc_bounds(tz))
-    months = dict(fc.won_by_month(deals, [date(2026, 2, 1), date(2026, 3, 1)], tz))
+    february_march = [date(2026, 2, 1), date(2026, 3, 1)]
+    sums = fc.deal_sums(fc.Scope.of(rep), closed_bounds=fc.month_bounds(february_march, tz))
+    months = dict(fc.won_by_month(sums, february_march, tz))
     assert months[date(2026, 2, 1)] == {"EUR": D("2000")}
     assert months[date(2026, 3, 1)] == {"EUR": D("1000"), "USD": D("300")}
 
@@ -301,18 +304,54 @@ def test_margin_of_won_and_open_deals(rep_with_quota, pipeline):
     assert not forecast.margin_open.is_unknown
 
 
+def test_sums_made_in_sql_are_the_sums_of_what_each_deal_shows(pipeline):
+    """The database adds up weighted amounts and margins rounded per deal and per line as the
+    deal's page rounds them (half to even), on either database: amounts on the half cent."""
+    prospection, first_contact, demo, proposal, won, _lost = stages(pipeline)
+    rep = make_user()
+    amounts = ["0.05", "1.05", "10.05", "10.15", "333.33", "0.50", "12345.65", "7.25"]
+    open_deals, won_deals = [], []
+    for i, amount in enumerate(amounts):
+        currency = "USD" if i % 3 == 0 else "EUR"
+        for stage in (prospection, first_contact, demo, proposal):
+            deal = make_deal(
+                pipeline, stage, rep, amount, currency=currency, expected_close=date(2026, 3, 20)
+            )
+            # A cost above the price on every other deal: negative margins round too.
+            line(deal, "1.5", amount, "0.33" if i % 2 else "99999.99", discount="33.33")
+            line(deal, "3", "0.15", "0.01", discount="50")
+            open_deals.append(deal)
+        sold = make_deal(pipeline, won, rep, amount, currency=currency, closed_at=at("2026-03-10"))
+        line(sold, "2.5", "0.35", "0.17", discount="10")
+        won_deals.append(sold)
+    db.session.commit()
+
+    forecast = fc.build_forecast(rep, MARCH, now=NOW)
+    weighted, open_margin, won_margin, won_amount = (fc.Amounts() for _ in range(4))
+    for deal in open_deals:
+        weighted.add(deal.currency, deal.weighted_amount)
+        open_margin.add(deal.currency, margin(deal))
+    for deal in won_deals:
+        won_margin.add(deal.currency, margin(deal))
+        won_amount.add(deal.currency, deal.amount)
+    assert forecast.weighted_total == weighted
+    assert forecast.objectives[0].weighted == weighted  # all expected from today to March's end
+    assert forecast.objectives[0].won == won_amount
+    assert forecast.margin_open.amounts == open_margin
+    assert forecast.margin_won.amounts == won_margin
+    assert (forecast.margin_open.known, forecast.margin_won.known) == (32, 8)
+
+
 def test_margin_is_unknown_without_costs(pipeline):
     won = pipeline.stages[4]
     rep = make_user()
     deal = make_deal(pipeline, won, rep, "500", closed_at=at("2026-03-10"))
     line(deal, "1", "500", None)
     db.session.commit()
-    won_in_march = fc.won_deals(fc.Scope.of(rep), *MARCH.utc_bounds(fc.user_timezone(rep)))
-    assert [d.id for d in won_in_march] == [deal.id]
-    figure = fc.margin_of(won_in_march)
+    figure, open_figure = fc.margins(fc.Scope.of(rep), MARCH, TODAY)
     assert figure.is_unknown and figure.amounts == {}
     assert (figure.known, figure.unknown) == (0, 1)
-    assert not fc.margin_of([]).is_unknown
+    assert not open_figure.is_unknown and (open_figure.known, open_figure.unknown) == (0, 0)
 
 
 # ---- the team: table, conversion, win rate, cycle, risk -------------------------------------------
@@ -441,18 +480,24 @@ def test_conversion_meeting_proposal_won(funnel_deals):
     assert (february.meeting, february.proposal, february.won) == (1, 1, 0)
 
 
+def closed_in(scope: fc.Scope, period: fc.Period):
+    """What win_rate and sales_cycle take: the deals closed in the period, and its bounds."""
+    start, end = period.utc_bounds(fc.user_timezone(scope.user))
+    return fc.deal_sums(scope, closed_bounds=[start, end]), start, end
+
+
 def test_win_rate_and_sales_cycle(funnel_deals):
     scope = fc.Scope.of(funnel_deals)
-    rate = fc.win_rate(scope, MARCH)
+    rate = fc.win_rate(*closed_in(scope, MARCH))
     assert (rate.won, rate.lost, rate.rate) == (2, 1, D("66.7"))
-    cycle = fc.sales_cycle(scope, MARCH)
+    cycle = fc.sales_cycle(*closed_in(scope, MARCH))
     assert cycle.deals == 2
     assert cycle.average_days == D("15.4")  # (20.5 + 10.25) / 2 = 15.375
-    february = fc.win_rate(scope, MARCH.previous)
+    february = fc.win_rate(*closed_in(scope, MARCH.previous))
     assert (february.won, february.lost, february.rate) == (0, 1, D("0.0"))
     empty = fc.Period("month", date(2025, 1, 1))
-    assert fc.win_rate(scope, empty).rate is None
-    assert fc.sales_cycle(scope, empty).average_days is None
+    assert fc.win_rate(*closed_in(scope, empty)).rate is None
+    assert fc.sales_cycle(*closed_in(scope, empty)).average_days is None
 
 
 def test_deals_at_risk(team_setup, pipeline):
@@ -573,4 +618,4 @@ def test_the_cycle_counts_hours_not_calendar_days(pipeline):
     created = at("2026-03-01", 23)
     make_deal(pipeline, won, rep, created_at=created, closed_at=created + timedelta(hours=36))
     db.session.commit()
-    assert fc.sales_cycle(fc.Scope.of(rep), MARCH).average_days == D("1.5")
+    assert fc.sales_cycle(*closed_in(fc.Scope.of(rep), MARCH)).average_days == D("1.5")
