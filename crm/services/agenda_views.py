@@ -11,13 +11,15 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import contains_eager, joinedload, selectinload
+from sqlalchemy.orm import attributes, contains_eager, joinedload, load_only, selectinload
 
 from crm.extensions import db
 from crm.models import Event, Intervention, Task, Team, TechnicianBooking, User
 from crm.models.agenda import AGENDA_KINDS, EVENT_KINDS
 from crm.permissions import (
     ADMIN,
+    can_edit_event,
+    event_details_visible,
     has_permission,
     visible_events,
     visible_interventions,
@@ -133,6 +135,9 @@ class AgendaItem:
     intervention: Intervention | None = None
     first_day: date | None = None  # all-day items: local days they cover
     last_day: date | None = None
+    # Said once per event for the viewer (mark_for_viewer), not once per chip in a template.
+    visible: bool = True  # title, place and people may be shown (else "Busy")
+    editable: bool = False  # the viewer may move it
 
     @property
     def key(self) -> str:
@@ -149,12 +154,18 @@ class AgendaItem:
         return bool(self.occurrence and (self.occurrence.recurrence_id or self.event.parent_id))
 
     def days(self, zone: ZoneInfo) -> tuple[date, date]:
-        """The first and last local day the item touches."""
-        if self.all_day:
+        """The first and last local day the item touches (worked out once: see fix_days)."""
+        if self.first_day is not None:
             return self.first_day, self.last_day
         first = self.start.astimezone(zone).date()
         last = (self.end - timedelta(microseconds=1)).astimezone(zone).date()
         return first, max(first, last)
+
+    def fix_days(self, zone: ZoneInfo) -> None:
+        """Keep the local days of a timed item in `zone`, the one zone of a view: its grids
+        ask for them again and again."""
+        if self.first_day is None:
+            self.first_day, self.last_day = self.days(zone)
 
 
 def _event_people(event: Event) -> frozenset[int]:
@@ -201,6 +212,28 @@ def _task_item(task: Task, zone: ZoneInfo) -> AgendaItem:
     return item
 
 
+# What the grids show of an event, and what deciding its place and rights needs: not its
+# description, report or links, which its own page loads.
+_GRID_EVENT_COLUMNS = (
+    Event.id,
+    Event.title,
+    Event.kind,
+    Event.status,
+    Event.location,
+    Event.starts_at,
+    Event.ends_at,
+    Event.all_day,
+    Event.timezone,
+    Event.private,
+    Event.rrule,
+    Event.rrule_until,
+    Event.exdates,
+    Event.parent_id,
+    Event.recurrence_id,
+    Event.organizer_id,
+)
+
+
 def load_items(
     viewer: User,
     start: datetime,
@@ -222,14 +255,17 @@ def load_items(
                 involving(people),
             )
             .options(
+                load_only(*_GRID_EVENT_COLUMNS),
                 selectinload(Event.attendees),
-                selectinload(Event.overrides).load_only(Event.id, Event.recurrence_id),
                 joinedload(Event.organizer),
-                joinedload(Event.parent).selectinload(Event.attendees),
+                joinedload(Event.parent)
+                .load_only(*_GRID_EVENT_COLUMNS)
+                .selectinload(Event.attendees),
                 joinedload(Event.parent).joinedload(Event.organizer),
             )
         )
         events = db.session.scalars(query).unique().all()
+        _load_overrides(events)
         items.extend(_occurrence_item(o) for o in expand_all(events, start, end))
     if "task" in kinds and people:
         query = (
@@ -240,7 +276,12 @@ def load_items(
                 Task.assignee_id.in_(people),
                 Task.status != "cancelled",
             )
-            .options(joinedload(Task.assignee))
+            # The assignees are among the people shown, already loaded: no join for them.
+            .options(
+                load_only(
+                    Task.id, Task.title, Task.due_at, Task.all_day, Task.status, Task.assignee_id
+                )
+            )
             .order_by(Task.due_at, Task.id)
         )
         items.extend(_task_item(task, zone) for task in db.session.scalars(query))
@@ -248,6 +289,25 @@ def load_items(
         items.extend(_intervention_items(viewer, start, end, people))
     items.sort(key=lambda item: (not item.all_day, item.start, item.end, item.key))
     return items
+
+
+def _load_overrides(events: list[Event]) -> None:
+    """The changed occurrences of the series among `events`, which expand() leaves out: one
+    query for the series alone (a week holds a few series among hundreds of events, and an
+    empty collection loaded for each of those costs more than the query)."""
+    series = {event.id: event for event in events if event.rrule}
+    if not series:
+        return
+    found: dict[int, list[Event]] = {event_id: [] for event_id in series}
+    overrides = db.session.scalars(
+        select(Event)
+        .where(Event.parent_id.in_(series))
+        .options(load_only(Event.id, Event.parent_id, Event.recurrence_id))
+    )
+    for override in overrides:
+        found[override.parent_id].append(override)
+    for event_id, event in series.items():
+        attributes.set_committed_value(event, "overrides", found[event_id])
 
 
 def _intervention_items(
@@ -412,11 +472,9 @@ class DayCell:
         return len(self.items) - len(self.shown)
 
 
-def _cells(items, days, zone, today, people=None, limit=MONTH_CHIPS) -> list[DayCell]:
+def _cells(items, days, zone, today, limit=MONTH_CHIPS) -> list[DayCell]:
     cells = {day: DayCell(day, day == today, limit=limit) for day in days}
     for item in items:
-        if people is not None and not item.people & people:
-            continue
         first, last = item.days(zone)
         day = max(first, days[0])
         while day <= min(last, days[-1]):
@@ -440,14 +498,25 @@ class TeamRow:
 
 
 def team_grid(items, days, zone, today, users: list[User], viewer: User) -> list[TeamRow]:
-    return [
-        TeamRow(
+    """People as rows, days as columns: one pass over the items, each put in the cells of
+    the people it concerns on the days it covers."""
+    rows = {
+        user.id: TeamRow(
             user,
-            _cells(items, days, zone, today, people=frozenset({user.id}), limit=TEAM_CHIPS),
+            [DayCell(day, day == today, limit=TEAM_CHIPS) for day in days],
             may_plan_for(viewer, user),
         )
         for user in users
-    ]
+    }
+    for item in items:
+        first, last = item.days(zone)
+        shown = [rows[person].cells for person in item.people if person in rows]
+        for index in range(
+            (max(first, days[0]) - days[0]).days, (min(last, days[-1]) - days[0]).days + 1
+        ):
+            for cells in shown:
+                cells[index].items.append(item)
+    return [rows[user.id] for user in users]
 
 
 # ---- who is shown, who may be planned for ------------------------------------------------------
@@ -526,7 +595,10 @@ def build_view(viewer: User, query: AgendaQuery, zone: ZoneInfo, now: datetime) 
         query.kinds,
         zone,
     )
+    for item in items:
+        item.fix_days(zone)
     items = [item for item in items if _within(item, days, zone)]
+    mark_for_viewer(items, viewer)
     view = AgendaView(query, zone, today, days, people, users, teams)
     if query.view in ("week", "day"):
         view.columns = time_grid(items, days, zone, today)
@@ -535,6 +607,22 @@ def build_view(viewer: User, query: AgendaQuery, zone: ZoneInfo, now: datetime) 
     else:
         view.rows = team_grid(items, days, zone, today, people, viewer)
     return view
+
+
+def mark_for_viewer(items: list[AgendaItem], viewer: User) -> None:
+    """What the viewer may see and do of each event, asked once per event: the occurrences
+    of a series share it."""
+    decided: dict[int, tuple[bool, bool]] = {}
+    for item in items:
+        event = item.event
+        if event is None:
+            continue
+        if event.id not in decided:
+            decided[event.id] = (
+                event_details_visible(viewer, event),
+                can_edit_event(viewer, event),
+            )
+        item.visible, item.editable = decided[event.id]
 
 
 def _within(item: AgendaItem, days: list[date], zone: ZoneInfo) -> bool:

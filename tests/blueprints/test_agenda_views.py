@@ -117,10 +117,22 @@ def test_team_view_shows_my_team_by_default_and_any_chosen_people(as_role):
     assert "Rita Rep" in text and "Rita visit" in text
     assert "Oscar call" not in text
     # The manager may plan in their team's rows; in another person's row only look.
-    assert f'data-person="{rep.id}"\n           data-create="1"' in text
+    assert f'data-person="{rep.id}" data-create="1"' in text
     text = client.get(f"/agenda?view=team&date={MONDAY}&user={outsider.id},{rep.id}").text
     assert "Oscar call" in text and "Rita visit" in text
-    assert f'data-person="{outsider.id}"\n           data-create=""' in text
+    assert f'data-person="{outsider.id}" data-create=""' in text
+
+
+def test_a_timed_event_of_more_than_a_day_sits_in_the_all_day_rows(as_role):
+    """A conference from Monday 09:00 to Tuesday 17:00 is not an all-day event, but its
+    length puts it with them: on both days, in every view (it made the agenda fail)."""
+    team = make_team()
+    client, manager = as_role("manager", team=team)
+    make_event(manager, at(MONDAY, 9), minutes=32 * 60, title="Trade show")
+    db.session.commit()
+    for view in ("week", "team", "month", "day"):
+        text = client.get(f"/agenda?view={view}&date={MONDAY}").text
+        assert text.count('chip-title">Trade show') == (1 if view == "day" else 2), view
 
 
 def _queries(client, url: str) -> int:

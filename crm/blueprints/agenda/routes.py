@@ -1,5 +1,6 @@
 """Agenda pages: day, week, month and team views, with the URL holding their state."""
 
+from collections.abc import Callable
 from datetime import time
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -7,7 +8,6 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_interval, format_skeleton, format_time
 from flask import Blueprint, request, url_for
 from flask_babel import format_date, get_locale
-from flask_babel import format_time as user_time
 from flask_login import current_user
 from werkzeug.datastructures import MultiDict
 
@@ -36,17 +36,43 @@ def viewer_zone() -> ZoneInfo:
     return ZoneInfo(select_timezone())
 
 
+class TimeLabels:
+    """ "9:30 AM" or "09:30" for a moment on the viewer's clock, formatted once per time of
+    day: a week of a team shows hundreds of times, most of them on the quarter hour."""
+
+    def __init__(self, zone: ZoneInfo, locale):
+        self.zone, self.locale = zone, locale
+        self._labels: dict[tuple[int, int], str] = {}
+
+    def __call__(self, moment) -> str:
+        local = moment.astimezone(self.zone)
+        key = (local.hour, local.minute)
+        if key not in self._labels:
+            self._labels[key] = format_time(time(*key), "short", locale=self.locale)
+        return self._labels[key]
+
+
+def event_links() -> Callable[[str], str]:
+    """The address of an event's dialog from its key, from one url_for: the keys ("12",
+    "12@2026-12-01T08:00:00Z") need no escaping in a path."""
+    prefix = url_for("agenda.show_event", key="0")[:-1]
+    return lambda key: prefix + key
+
+
 def view_context(query: AgendaQuery) -> dict:
     zone = viewer_zone()
     now = utcnow()
-    view = build_view(current_user, query, zone, now)
+    # The user itself, not the proxy: the view asks who it is for each of hundreds of items.
+    viewer = current_user._get_current_object()
+    view = build_view(viewer, query, zone, now)
     local_now = now.astimezone(zone)
     locale = get_locale() or "en"
     return {
         "period_label": _period_label(query, view.days, locale),
         "day_label": lambda day: format_skeleton("MMMEd", day, locale=locale),
         "weekday_label": lambda day: format_skeleton("EEE", day, locale=locale),
-        "time_of": lambda moment: user_time(moment, "short"),
+        "time_of": TimeLabels(zone, locale),
+        "event_href": event_links(),
         "local_iso": lambda moment: moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
         "v": view,
         "q": query,
@@ -57,7 +83,7 @@ def view_context(query: AgendaQuery) -> dict:
         "now_row": (local_now.hour * 60 + local_now.minute) // SLOT_MINUTES + 1,
         "first_row": FIRST_VISIBLE_HOUR * 60 // SLOT_MINUTES + 1,
         "slots": SLOTS_PER_DAY,
-        "may_plan_for": lambda person: may_plan_for(current_user, person),
+        "may_plan_for": lambda person: may_plan_for(viewer, person),
     }
 
 

@@ -33,14 +33,24 @@
     return parseInt(iso.slice(11, 13), 10) * 60 + parseInt(iso.slice(14, 16), 10);
   }
 
-  function openForm(params) {
+  function openInDialog(url) {
     var grid = document.getElementById("agenda-grid");
-    if (!grid || !window.htmx) return;
-    var query = new URLSearchParams(params).toString();
-    window.htmx.ajax("GET", grid.dataset.newUrl + "?" + query, {
+    if (!grid || !window.htmx) return false;
+    window.htmx.ajax("GET", url, {
       source: grid, target: "#event-dialog-body", swap: "innerHTML", headers: DIALOG_TARGET
     });
+    return true;
   }
+
+  function openForm(params) {
+    var grid = document.getElementById("agenda-grid");
+    if (grid) openInDialog(grid.dataset.newUrl + "?" + new URLSearchParams(params).toString());
+  }
+
+  // An event of the grids is a plain link to its page (a new tab, no JavaScript); a click
+  // opens it in the dialog. Said here once rather than by hx-get and hx-target on each of
+  // the hundreds of events a team's week shows; likewise its move address, from its href.
+  function moveUrl(el) { return el.getAttribute("href") + "/move"; }
 
   // ---- the dialog: opens when a form or an event lands in it, closes once saved ----
   document.addEventListener("htmx:after:swap", function () {
@@ -138,8 +148,8 @@
     if (event.button !== 0 || !event.target.closest) return;
     var grid = event.target.closest("#agenda-grid");
     if (!grid) return;
-    var block = event.target.closest(".ev[data-move-url]");
-    var chip = event.target.closest(".chip[data-day-move-url]");
+    var block = event.target.closest(".ev.editable[data-key]");
+    var chip = event.target.closest(".chip.editable[data-key]");
     var column = event.target.closest(".tg-col");
     if (block) {
       var resize = event.target.classList.contains("ev-resize");
@@ -227,9 +237,15 @@
 
   document.addEventListener("click", function (event) {
     if (suppressClick) { event.preventDefault(); event.stopImmediatePropagation(); suppressClick = false; return; }
-    // A click on an empty cell of the month, the team or the all-day row plans on that day.
     var grid = event.target.closest && event.target.closest("#agenda-grid");
     if (!grid) return;
+    var link = event.target.closest("a[data-key]");
+    if (link) {
+      if (event.button !== 0 || event.ctrlKey || event.metaKey || event.shiftKey || event.altKey) return;
+      if (openInDialog(link.getAttribute("href"))) { event.preventDefault(); event.stopPropagation(); }
+      return;
+    }
+    // A click on an empty cell of the month, the team or the all-day row plans on that day.
     var cell = event.target;
     if (cell.matches(".mg-cell") && grid.dataset.create) {
       openForm({ day: cell.dataset.date, organizer: grid.dataset.person });
@@ -267,7 +283,7 @@
   function send(done, values) {
     done.el.classList.add("saving");
     pending.set(done.el, done);
-    window.htmx.ajax("POST", done.el.dataset.moveUrl || done.el.dataset.dayMoveUrl, {
+    window.htmx.ajax("POST", moveUrl(done.el), {
       source: done.el, target: "#event-dialog-body", swap: "innerHTML", values: values, headers: DIALOG_TARGET
     });
   }
@@ -294,7 +310,6 @@
   function startFloating(done, event) {
     var rect = done.el.getBoundingClientRect();
     var copy = done.el.cloneNode(true);
-    copy.removeAttribute("hx-get");
     copy.classList.add("dragging");
     copy.style.width = rect.width + "px";
     document.body.appendChild(copy);
