@@ -122,6 +122,7 @@ class Event(Timestamps, db.Model):
     contact: Mapped[Contact | None] = relationship()
     company: Mapped[Company | None] = relationship()
     deal: Mapped["Deal | None"] = relationship()  # noqa: F821  (crm.models.deals)
+    incident: Mapped["Incident | None"] = relationship()  # noqa: F821  (crm.models.support)
     parent: Mapped["Event | None"] = relationship(remote_side=[id], back_populates="overrides")
     overrides: Mapped[list["Event"]] = relationship(
         back_populates="parent", cascade="all, delete-orphan"

@@ -11,12 +11,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from flask_babel import gettext as _
+from sqlalchemy import exists, or_, select, union_all
+from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
 from crm.i18n import DEFAULT_TIMEZONE
-from crm.models import Activity, Company, Contact, Event, EventAttendee, User
+from crm.models import (
+    Activity,
+    Company,
+    Contact,
+    Event,
+    EventAttendee,
+    Incident,
+    IncidentMessage,
+    User,
+)
 from crm.models.agenda import RESPONSES
 from crm.models.types import utcnow
 from crm.services import reminders
@@ -37,6 +47,10 @@ from crm.services.timeline import record_activity
 # Checking a whole endless series for conflicts would be slow and mostly noise:
 # its first occurrences tell the organizer what they need to know.
 CONFLICT_OCCURRENCES = 10
+# The incident page lists this many of its next meetings, and this many of its last ones.
+INCIDENT_MEETINGS = 5
+# Where a report's timeline entry keeps the id of its note on the incident.
+INCIDENT_NOTE = "incident_note"
 
 
 class EventRefused(ValueError):
@@ -67,6 +81,7 @@ class EventFields:
     contact: Contact | None = None
     company: Company | None = None
     deal: object | None = None
+    incident: object | None = None
 
 
 # ---- finding occurrences -----------------------------------------------------------------
@@ -140,6 +155,7 @@ def _apply(event: Event, fields: EventFields, *, times: bool = True, rule: bool 
     event.contact = fields.contact
     event.company = fields.company
     event.deal = fields.deal
+    event.incident = fields.incident
     if fields.organizer is not None and fields.organizer.id != event.organizer_id:
         event.organizer = fields.organizer
         event.timezone = _zone_of(fields.organizer)
@@ -203,6 +219,7 @@ def _detach(occurrence: Occurrence) -> Event:
                 "contact_id",
                 "company_id",
                 "deal_id",
+                "incident_id",
             )
         },
     )
@@ -396,8 +413,9 @@ def report_activity(event: Event) -> Activity | None:
 
 
 def save_report(actor: User, event: Event, text: str, now: datetime | None = None) -> Activity:
-    """The report of a meeting that has started, on the event and on the linked records'
-    timelines (contact, company, deal); written again, the same timeline entry changes."""
+    """The report of a meeting that has started, on the event, on the linked records'
+    timelines (contact, company, deal) and, for a meeting about an incident, on the
+    incident as an internal note; written again, the same timeline entry and note change."""
     now = now or utcnow()
     if now < event.starts_at:
         raise EventRefused("not_started")
@@ -415,16 +433,100 @@ def save_report(actor: User, event: Event, text: str, now: datetime | None = Non
             subject=event.title,
             body=text,
             occurred_at=event.starts_at,
+            incident_id=event.incident.id if event.incident else None,
         )
         activity.event_id = event.id
     else:
         activity.body = text
         activity.subject = event.title
         activity.contact, activity.company, activity.deal = event.contact, company, event.deal
+        activity.incident_id = event.incident.id if event.incident else None
+    _report_note(actor, event, activity, text, now)
     db.session.flush()
     return activity
+
+
+def _report_note(actor: User, event: Event, activity: Activity, text: str, now: datetime):
+    """The report as one internal note on the incident the meeting was about (as a
+    visit's report is), found again through the timeline entry when rewritten; it goes
+    when the meeting is no longer linked to an incident."""
+    data = dict(activity.data or {})
+    note_id = data.get(INCIDENT_NOTE)
+    note = db.session.get(IncidentMessage, note_id) if note_id else None
+    if event.incident is None:
+        if note is not None:
+            db.session.delete(note)
+        if INCIDENT_NOTE in data:
+            del data[INCIDENT_NOTE]
+            activity.data = data or None
+        return
+    body = _("Meeting report: %(title)s", title=event.title) + "\n\n" + text
+    if note is not None:
+        note.incident, note.body = event.incident, body
+        return
+    note = IncidentMessage(
+        incident=event.incident, kind="note", author=actor, body=body, created_at=now
+    )
+    db.session.add(note)
+    db.session.flush()
+    activity.data = {**data, INCIDENT_NOTE: note.id}
 
 
 def report_target(occurrence: Occurrence) -> Event:
     """A report is about one meeting: an occurrence of a series gets a row of its own."""
     return _detach(occurrence)
+
+
+# ---- an incident's meetings --------------------------------------------------------------
+
+
+@dataclass
+class IncidentMeetings:
+    """The meetings about an incident, each with whether the viewer may read what it is."""
+
+    upcoming: list[tuple[Event, bool]]
+    recent: list[tuple[Event, bool]]
+
+
+def _still_running(now: datetime):
+    """Not over yet: ends later, or a series with occurrences to come."""
+    series_goes_on = Event.rrule.is_not(None) & or_(
+        Event.rrule_until.is_(None), Event.rrule_until >= now
+    )
+    return or_(Event.ends_at >= now, series_goes_on)
+
+
+def incident_meetings(incident: Incident, user: User, now: datetime | None = None):
+    """The next and the last meetings about `incident` (INCIDENT_MEETINGS of each, a series
+    as one), in one query whatever their number. A private one is "busy" to those who are
+    neither its organizer nor invited (event_details_visible, in SQL)."""
+    now = now or utcnow()
+    about = select(Event.id).where(
+        Event.incident_id == incident.id,
+        Event.parent_id.is_(None),
+        Event.status != "cancelled",
+    )
+    running = _still_running(now)
+    upcoming = about.where(running).order_by(Event.starts_at, Event.id).limit(INCIDENT_MEETINGS)
+    recent = (
+        about.where(~running)
+        .order_by(Event.starts_at.desc(), Event.id.desc())
+        .limit(INCIDENT_MEETINGS)
+    )
+    picked = union_all(select(upcoming.subquery().c.id), select(recent.subquery().c.id))
+    invited = exists().where(EventAttendee.event_id == Event.id, EventAttendee.user_id == user.id)
+    readable = or_(Event.private.is_(False), Event.organizer_id == user.id, invited)
+    rows = db.session.execute(
+        select(Event, readable)
+        .where(Event.id.in_(picked))
+        .options(joinedload(Event.organizer))
+        .order_by(Event.starts_at, Event.id)
+    ).all()
+    meetings = IncidentMeetings([], [])
+    for event, may_read in rows:
+        goes_on = event.ends_at >= now or (
+            event.rrule and (event.rrule_until is None or event.rrule_until >= now)
+        )
+        (meetings.upcoming if goes_on else meetings.recent).append((event, bool(may_read)))
+    meetings.recent.reverse()
+    return meetings

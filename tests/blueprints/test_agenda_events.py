@@ -222,6 +222,107 @@ def test_plan_a_meeting_from_a_deal_links_the_deal_and_its_contact(as_role):
     assert f"Enigma renewal (#{deal.id})" in page and f"Alan Turing (#{contact.id})" in page
 
 
+def test_plan_a_meeting_from_an_incident_links_it_and_invites_its_customer(as_role):
+    from tests.factories import make_company, make_incident
+
+    client, me = as_role("support", timezone="Europe/Paris")
+    company = make_company("Acme Printing")
+    contact = make_contact("Linus", "Torvalds", company=company)
+    incident = make_incident(contact, subject="Printer jams every morning")
+    db.session.commit()
+    incident_page = client.get(f"/incidents/{incident.id}").text
+    assert f'href="/agenda/events/new?incident_id={incident.id}"' in incident_page
+    page = client.get(f"/agenda/events/new?incident_id={incident.id}").text
+    reference = f"Printer jams every morning (#{incident.id})"
+    # The incident is shown, not offered in a picker: a hidden field and a link to it.
+    assert f'<input type="hidden" name="linked_incident" value="{reference}">' in page
+    assert f'href="/incidents/{incident.id}">Incident #{incident.id} Printer jams' in page
+    assert 'id="linked_incident"' not in page
+    assert f"Linus Torvalds · Acme Printing (#{contact.id})" in page
+    assert f'name="contacts" value="{contact.id}" checked' in page
+    assert f"Acme Printing (#{company.id})" in page
+    assert 'value="Printer jams every morning"' in page  # the title
+
+    response = client.post(
+        "/agenda/events",
+        data=form(
+            title="Printer jams every morning",
+            linked_incident=reference,
+            incident_fixed="1",
+            linked_contact=f"Linus Torvalds · Acme Printing (#{contact.id})",
+            linked_company=f"Acme Printing (#{company.id})",
+            contacts=[str(contact.id)],
+        ),
+    )
+    assert response.status_code in (200, 204, 303), response.text[:300]
+    (event,) = events()
+    assert (event.incident_id, event.contact_id, event.company_id) == (
+        incident.id,
+        contact.id,
+        company.id,
+    )
+    assert [a.contact_id for a in event.attendees] == [contact.id]
+    detail = client.get(f"/agenda/events/{event.id}").text
+    assert f'href="/incidents/{incident.id}">Incident #{incident.id} Printer jams' in detail
+    incident_page = client.get(f"/incidents/{incident.id}").text
+    meetings_url = f"/agenda/incidents/{incident.id}/meetings"
+    assert f'hx-get="{meetings_url}" hx-trigger="load"' in incident_page
+    listed = client.get(meetings_url, headers=htmx_headers("div#incident-meetings")).text
+    assert "<html" not in listed and "Upcoming" in listed
+    assert f'href="/agenda/events/{event.id}">Printer jams every morning</a>' in listed
+
+
+def test_a_meeting_links_only_an_incident_its_planner_may_see(as_role):
+    from tests.factories import make_incident
+
+    client, rep = as_role("sales")
+    theirs = make_incident(make_contact(owner=make_user()), subject="Someone else's customer")
+    mine = make_incident(make_contact(owner=rep), subject="My customer's complaint")
+    db.session.commit()
+    # Sales read their customers' incidents, and may plan a meeting about one.
+    assert client.get(f"/agenda/events/new?incident_id={theirs.id}").status_code == 404
+    assert client.get(f"/agenda/events/new?incident_id={mine.id}").status_code == 200
+    assert client.get(f"/agenda/incidents/{theirs.id}/meetings").status_code == 404
+    assert "complaint" not in client.get("/agenda/link-options?type=incident&q=someone").text
+    options = client.get("/agenda/link-options?type=incident&q=complaint").text
+    assert f"My customer&#39;s complaint (#{mine.id})" in options
+    refused = client.post(
+        "/agenda/events",
+        data=form(linked_incident=f"Someone else's customer (#{theirs.id})", incident_fixed="1"),
+    )
+    assert refused.status_code == 422 and "Pick one from the list." in refused.text
+    assert events() == []
+    client.post("/agenda/events", data=form(linked_incident=f"#{mine.id}"))
+    (event,) = events()
+    assert event.incident_id == mine.id
+
+
+def test_an_incident_link_the_organizer_cannot_see_stays_when_they_edit(as_role):
+    from tests.factories import make_incident
+
+    team = make_team()
+    manager_client, manager = as_role("manager", team=team)
+    rep_client, rep = as_role("sales", team=team)
+    incident = make_incident(make_contact(owner=manager), subject="Manager's account")
+    db.session.commit()
+    manager_client.post(
+        "/agenda/events",
+        data=form(organizer=str(rep.id), linked_incident=f"#{incident.id}"),
+    )
+    (event,) = events()
+    assert event.incident_id == incident.id and event.organizer_id == rep.id
+    edit = rep_client.get(f"/agenda/events/{event.id}/edit").text
+    assert f'value="#{incident.id}"' in edit and "Manager&#39;s account" not in edit
+    detail = rep_client.get(f"/agenda/events/{event.id}").text
+    assert f"Incident #{incident.id}" in detail and f'href="/incidents/{incident.id}"' not in detail
+    saved = rep_client.post(
+        f"/agenda/events/{event.id}",
+        data=form(title="Renamed", organizer=str(rep.id), linked_incident=f"#{incident.id}"),
+    )
+    assert saved.status_code != 422, saved.text[:300]
+    assert stored(event.id).title == "Renamed" and stored(event.id).incident_id == incident.id
+
+
 # ---- conflicts ---------------------------------------------------------------------------
 
 
@@ -524,3 +625,81 @@ def test_the_report_lands_on_the_timelines_once(as_role):
     assert activity.kind == "call" and activity.occurred_at == past
     assert stored(event.id).report == "Wants a quote for 20 seats."
     assert "Wants a quote for 20 seats." in client.get(f"/contacts/{contact.id}").text
+
+
+def test_the_report_of_a_meeting_about_an_incident_lands_on_it_once(as_role):
+    from crm.models import IncidentMessage
+    from tests.factories import make_incident
+
+    client, me = as_role("support", timezone="Europe/Paris")
+    contact = make_contact("Ada", "Lovelace")
+    incident = make_incident(contact, subject="Engine overheats")
+    past = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    event = make_event(
+        me, past, title="Visit about the engine", kind="visit", contact=contact, incident=incident
+    )
+    db.session.commit()
+    client.post(f"/agenda/events/{event.id}/report", data={"report": "Fan is worn."})
+    client.post(f"/agenda/events/{event.id}/report", data={"report": "Fan is worn: replace it."})
+    db.session.expire_all()
+    (note,) = db.session.scalars(
+        db.select(IncidentMessage).where(IncidentMessage.incident_id == incident.id)
+    ).all()
+    assert note.kind == "note" and note.author_id == me.id
+    assert note.body == "Meeting report: Visit about the engine\n\nFan is worn: replace it."
+    (activity,) = db.session.scalars(db.select(Activity).where(Activity.event_id == event.id)).all()
+    assert activity.incident_id == incident.id and activity.contact_id == contact.id
+    assert activity.body == "Fan is worn: replace it."
+    incident_page = client.get(f"/incidents/{incident.id}").text
+    assert incident_page.count("Fan is worn: replace it.") == 1
+    listed = client.get(f"/agenda/incidents/{incident.id}/meetings").text
+    assert "Recent" in listed and "report written" in listed
+    contact_page = client.get(f"/contacts/{contact.id}").text
+    assert contact_page.count("Fan is worn: replace it.") == 1
+    # Unlinked from the incident, the meeting's report leaves it.
+    event = stored(event.id)
+    event.incident = None
+    db.session.commit()
+    client.post(f"/agenda/events/{event.id}/report", data={"report": "Fan is worn."})
+    db.session.expire_all()
+    assert (
+        db.session.scalars(
+            db.select(IncidentMessage).where(IncidentMessage.incident_id == incident.id)
+        ).all()
+        == []
+    )
+
+
+def test_an_incidents_meetings_are_read_in_a_bounded_number_of_queries(as_role):
+    from tests.factories import make_incident
+
+    client, me = as_role("support")
+    incident = make_incident(make_contact(), subject="Leaking valve")
+    now = datetime.now(UTC).replace(microsecond=0)
+    url = f"/agenda/incidents/{incident.id}/meetings"
+    counts = []
+    for total in (2, 14):
+        while len(events()) < total:
+            n = len(events())
+            make_event(
+                make_user(),
+                now + timedelta(days=n - 7),
+                title=f"Meeting {n}",
+                incident=incident,
+                private=n % 3 == 0,
+                attendees=[me] if n % 6 == 0 else [],
+                report="Done." if n < 7 else None,
+            )
+        db.session.commit()
+        response = client.get(url, headers=htmx_headers("div#incident-meetings"))
+        counts.append(int(response.headers["X-SQL-Queries"]))
+    assert counts[0] == counts[1] <= 4, counts
+    page = response.text
+    # The next five in time order, then the last five, the latest first.
+    shown = re.findall(r'href="/agenda/events/\d+">([^<]+)</a>', page)
+    # Private: 3 and 9 (busy to me), 6 (I am invited to it).
+    assert shown == [
+        *("Meeting 7", "Meeting 8", "Busy", "Meeting 10", "Meeting 11"),
+        *("Meeting 6", "Meeting 5", "Meeting 4", "Busy", "Meeting 2"),
+    ]
+    assert page.count("report written") == 4

@@ -211,3 +211,54 @@ def test_resize_by_the_bottom_edge_and_move_in_the_month(
     dialog = page.locator("#event-dialog")
     expect(dialog.get_by_role("heading", name="Workshop")).to_be_visible()
     shoot(page, tmp_path, "agenda-event-dialog")
+
+
+def test_plan_a_meeting_from_an_incident_page(
+    page: Page, clicks: Clicks, signed_in, seed, tmp_path
+):
+    agent = factories.make_user(role="support", name="Sam Support", timezone="Europe/Paris")
+    company = factories.make_company("Acme Printing")
+    contact = factories.make_contact("Linus", "Torvalds", company=company)
+    incident = factories.make_incident(contact, subject="Printer jams every morning")
+    seed.commit()
+    signed_in(page, agent)
+    page.goto(f"/incidents/{incident.id}")
+    meetings = page.locator("#incident-meetings")
+    expect(meetings).to_contain_text("No meeting about this incident yet.")
+
+    with clicks.task("plan a meeting from an incident's page (day and times typed)", budget=3):
+        clicks.click(page.locator(".incident-meetings").get_by_role("link", name="Plan a meeting"))
+        form = page.locator("form.event-form")
+        expect(form.get_by_placeholder("Add a title")).to_have_value("Printer jams every morning")
+        expect(form.locator(".linked-incident")).to_contain_text(
+            f"Incident #{incident.id} Printer jams every morning"
+        )
+        expect(form.locator(".person-chip")).to_contain_text("Linus Torvalds")
+        expect(form.locator("input[name=linked_company]")).to_have_value(
+            f"Acme Printing (#{company.id})"
+        )
+        form.locator("input[name=start_date]").fill(MONDAY.isoformat())
+        form.locator("input[name=start_time]").fill("10:00")
+        form.locator("input[name=end_time]").fill("11:00")
+        shoot(page, tmp_path, "agenda-meeting-from-incident")
+        clicks.click(form.get_by_role("button", name="Save"))
+        block = column(page, MONDAY).locator(".ev", has_text="Printer jams every morning")
+        expect(block).to_be_visible()
+
+    db.session.expire_all()
+    event = db.session.scalars(db.select(Event)).one()
+    assert (event.incident_id, event.contact_id, event.company_id) == (
+        incident.id,
+        contact.id,
+        company.id,
+    )
+    assert (event.starts_at, event.ends_at) == (at(MONDAY, 10), at(MONDAY, 11))
+    clicks.click(block)
+    dialog = page.locator("#event-dialog")
+    link = dialog.get_by_role("link", name=f"Incident #{incident.id} Printer jams every morning")
+    expect(link).to_be_visible()
+    clicks.click(link)
+    expect(page.locator("#incident-header h1")).to_contain_text("Printer jams every morning")
+    expect(meetings.get_by_role("link", name="Printer jams every morning")).to_be_visible()
+    expect(meetings).to_contain_text("Upcoming")
+    shoot(page, tmp_path, "incident-with-meeting")

@@ -31,16 +31,18 @@ from crm.blueprints.agenda.routes import bp, current_agenda_query, view_context,
 from crm.extensions import db
 from crm.form_helpers import choices
 from crm.i18n import DEFAULT_TIMEZONE
-from crm.models import Company, Contact, Deal, Event, User
+from crm.models import Company, Contact, Deal, Event, Incident, User
 from crm.models.agenda import NO_REMINDER
 from crm.models.types import utcnow
 from crm.permissions import (
     can_edit_event,
     event_details_visible,
+    get_or_404_for,
     requires,
     visible_companies,
     visible_contacts,
     visible_deals,
+    visible_incidents,
 )
 from crm.services import events as event_service
 from crm.services.agenda_views import active_users, may_plan_for
@@ -78,10 +80,17 @@ def deal_reference(deal: Deal) -> str:
     return f"{deal.title} (#{deal.id})"
 
 
+def incident_reference(incident: Incident) -> str:
+    return f"{incident.subject} (#{incident.id})"
+
+
+# Each kind of linked record: its model, who may see which (a link is to a record the
+# user may see, else "Pick one from the list"), and its text in the picker.
 LINKS = {
     "contact": (Contact, visible_contacts, contact_reference),
     "company": (Company, visible_companies, company_reference),
     "deal": (Deal, visible_deals, deal_reference),
+    "incident": (Incident, visible_incidents, incident_reference),
 }
 
 
@@ -92,6 +101,16 @@ def _linked(kind: str, text: str):
     if not found:
         return None
     return db.session.scalars(scope(current_user).where(model.id == int(found.group(1)))).first()
+
+
+def _kept_link(kind: str, text: str, event: Event):
+    """The record `event` is linked to already, when `text` still names it: saving an event
+    keeps a link that its editor may no longer see (the organizer of a meeting about an
+    incident planned for them by their manager, say)."""
+    found = _REFERENCE.search(text or "")
+    if found and getattr(event, f"{kind}_id") == int(found.group(1)):
+        return getattr(event, kind)
+    return None
 
 
 def _linked_by_id(kind: str, record_id):
@@ -183,6 +202,9 @@ def _new_form() -> EventForm:
         organizer = db.session.get(User, organizer_id)
         if organizer is None or not may_plan_for(current_user, organizer):
             organizer = None
+    incident = _linked_by_id("incident", request.args.get("incident_id", type=int))
+    if "incident_id" in request.args and incident is None:
+        abort(404)  # no such incident, or not one this user may see
     for kind_name in LINKS:
         record = _linked_by_id(kind_name, request.args.get(f"{kind_name}_id", type=int))
         if record is not None:
@@ -198,8 +220,21 @@ def _new_form() -> EventForm:
         form.contacts.data = [deal.contact.id]
     if deal is not None and not form.linked_company.data and deal.company:
         form.linked_company.data = company_reference(deal.company)
+    if incident is not None:
+        # Planned from the incident's page: the link is fixed, its customer is invited.
+        form.incident_fixed.data = "1"
+        customer = _linked_by_id("contact", incident.contact_id)
+        if customer is not None and not form.linked_contact.data:
+            form.linked_contact.data = contact_reference(customer)
+            form.contacts.data = [customer.id]
+        company_id = incident.company_id or (customer.company_id if customer else None)
+        company = _linked_by_id("company", company_id)
+        if company is not None and not form.linked_company.data:
+            form.linked_company.data = company_reference(company)
     person = contact or (deal.contact if deal else None)
-    if person is not None:
+    if incident is not None:
+        form.title.data = incident.subject
+    elif person is not None:
         form.title.data = _("Meeting with %(name)s", name=person.name)
     elif deal is not None:
         form.title.data = deal.title
@@ -224,6 +259,11 @@ def _edit_form(occurrence: Occurrence) -> EventForm:
     form.linked_contact.data = contact_reference(event.contact) if event.contact else ""
     form.linked_company.data = company_reference(event.company) if event.company else ""
     form.linked_deal.data = deal_reference(event.deal) if event.deal else ""
+    form.linked_incident.data = ""
+    if event.incident_id is not None:
+        # An incident the editor may not see keeps its link, but not its subject.
+        seen = _linked_by_id("incident", event.incident_id)
+        form.linked_incident.data = incident_reference(seen) if seen else f"#{event.incident_id}"
     _fill_rule(form, root.rrule)
     form.scope.data = "this"
     return _prepare(form)
@@ -306,6 +346,8 @@ def _fields(form: EventForm, occurrence: Occurrence | None = None):
         field = getattr(form, f"linked_{kind}")
         text = (field.data or "").strip()
         links[kind] = _linked(kind, text) if text else None
+        if text and links[kind] is None and occurrence is not None:
+            links[kind] = _kept_link(kind, text, occurrence.event)
         if text and links[kind] is None:
             field.errors.append(_("Pick one from the list."))
             ok = False
@@ -332,6 +374,7 @@ def _fields(form: EventForm, occurrence: Occurrence | None = None):
         contact=links["contact"],
         company=links["company"],
         deal=links["deal"],
+        incident=links["incident"],
     )
 
 
@@ -356,8 +399,12 @@ def _conflicts_for(fields, timezone: str, exclude_id: int | None):
 
 
 def _form_page(form, occurrence=None, conflicts=(), status=200):
+    fixed_incident = None
+    if form.incident_fixed.data == "1" and not form.linked_incident.errors:
+        fixed_incident = _linked("incident", form.linked_incident.data)
     context = {
         "form": form,
+        "fixed_incident": fixed_incident,
         "occurrence": occurrence,
         "chosen_contacts": _chosen_contacts(form.contacts.data),
         "conflicts": conflicts,
@@ -598,6 +645,24 @@ def save_report(key: str):
     return _detail_page(event_service.find_occurrence(key))
 
 
+# ---- an incident's meetings --------------------------------------------------------------
+
+
+@bp.route("/incidents/<int:incident_id>/meetings")
+@requires("agenda.view")
+def incident_meetings(incident_id: int):
+    """The next and the last meetings about an incident the user may see: a page of its own,
+    and the list the incident's page loads once it is shown."""
+    incident = get_or_404_for(current_user, Incident, incident_id)
+    return hx.render(
+        "agenda/incident_meetings.html",
+        {"incident-meetings": "list"},
+        incident=incident,
+        meetings=event_service.incident_meetings(incident, current_user),
+        kind_labels=KIND_LABELS,
+    )
+
+
 # ---- pickers ------------------------------------------------------------------------------
 
 
@@ -630,7 +695,8 @@ def contact_chip():
 @bp.route("/link-options")
 @requires("agenda.edit")
 def link_options():
-    """<option>s of a linked-record picker (a <datalist>): contacts, companies or deals."""
+    """<option>s of a linked-record picker (a <datalist>): contacts, companies, deals or
+    incidents."""
     kind = request.args.get("type", "contact")
     if kind not in LINKS:
         abort(404)
@@ -642,6 +708,7 @@ def link_options():
             "contact": Contact.search_text,
             "company": Company.name_key,
             "deal": Deal.title_key,
+            "incident": Incident.subject_key,
         }[kind]
         query = scope(current_user).where(*search_condition(column, q)).limit(10)
         if kind == "contact":

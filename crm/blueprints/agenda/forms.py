@@ -81,6 +81,9 @@ class EventForm(FlaskForm):
     linked_contact = StringField(_l("Linked contact"), validators=[Length(max=300)])
     linked_company = StringField(_l("Linked company"), validators=[Length(max=300)])
     linked_deal = StringField(_l("Linked deal"), validators=[Length(max=300)])
+    linked_incident = StringField(_l("Linked incident"), validators=[Length(max=300)])
+    # "1" when planned from the incident's page: the incident is shown, not picked.
+    incident_fixed = HiddenField()
     repeat = SelectField(
         _l("Repeat"), choices=choices(REPEAT_LABELS.items()), default="", validate_choice=True
     )
