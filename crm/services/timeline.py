@@ -3,7 +3,7 @@
 from datetime import datetime
 
 from sqlalchemy import and_, or_, select, union
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, load_only
 
 from crm.extensions import db
 from crm.models import Activity, Company, Contact, Deal, EmailMessage, User
@@ -76,12 +76,28 @@ def _deal_events_visible_to(user: User):
     return or_(Activity.deal_id.is_(None), visible.exists())
 
 
+# What an entry shows of its author, of the contact it is about (a company's timeline) and
+# of its mail: read those columns only, not whole rows (password hashes, mail headers...).
+_AUTHOR = joinedload(Activity.author).load_only(User.name)
+_CONTACT = joinedload(Activity.contact).load_only(
+    Contact.first_name, Contact.last_name, Contact.email, Contact.phone
+)
+_MAIL = load_only(
+    EmailMessage.direction,
+    EmailMessage.status,
+    EmailMessage.subject,
+    EmailMessage.snippet,
+    EmailMessage.track_opens,
+    EmailMessage.open_count,
+)
+
+
 def _with_readable_emails(query, user: User):
     """The entries of `query`, each with its email message when `user` may read it."""
     from crm.permissions import visible_emails
 
     readable = and_(EmailMessage.id == Activity.email_message_id, visible_emails(user).whereclause)
-    query = query.add_columns(EmailMessage).outerjoin(EmailMessage, readable)
+    query = query.add_columns(EmailMessage).outerjoin(EmailMessage, readable).options(_MAIL)
     return Timeline(db.session.execute(query).all())
 
 
@@ -89,7 +105,7 @@ def contact_timeline(contact: Contact, user: User, limit: int = TIMELINE_PAGE) -
     query = (
         select(Activity)
         .where(Activity.contact_id == contact.id, _deal_events_visible_to(user))
-        .options(joinedload(Activity.author))
+        .options(_AUTHOR)
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(limit)
     )
@@ -101,7 +117,7 @@ def deal_timeline(deal: Deal, user: User, limit: int = DEAL_TIMELINE_PAGE) -> Ti
     query = (
         select(Activity)
         .where(Activity.deal_id == deal.id)
-        .options(joinedload(Activity.author))
+        .options(_AUTHOR)
         .order_by(Activity.occurred_at.desc(), Activity.id.desc())
         .limit(limit)
     )
@@ -129,7 +145,7 @@ def company_timeline(company: Company, user: User, limit: int = TIMELINE_PAGE) -
     query = (
         select(Activity)
         .where(Activity.id.in_(candidates))
-        .options(joinedload(Activity.author), joinedload(Activity.contact))
+        .options(_AUTHOR, _CONTACT)
         .order_by(*newest_first)
         .limit(limit)
     )

@@ -13,17 +13,16 @@ from crm.blueprints.custom_fields.inputs import CustomInputs
 from crm.blueprints.incidents.routes import customer_panel_context
 from crm.blueprints.tasks.routes import record_panel_context
 from crm.extensions import db
-from crm.models import Company, Contact
+from crm.models import Company
 from crm.models.search_keys import fold
 from crm.permissions import get_or_404_for, requires
 from crm.services import companies
+from crm.services import contacts as contact_service
 from crm.services.timeline import company_timeline
 
 bp = Blueprint("companies", __name__, url_prefix="/companies")
 
 LIST_PARTIALS = {"company-rows": "rows", "load-more": "rows"}
-# A company page lists its first people; the contacts list, filtered, has them all.
-PEOPLE_SHOWN = 50
 
 
 def _list_context(filters: companies.CompanyFilters) -> dict:
@@ -84,20 +83,16 @@ def create():
 
 
 def _detail_context(company: Company, **extra) -> dict:
-    contacts = list(
-        db.session.scalars(
-            select(Contact)
-            .where(Contact.company_id == company.id)
-            # Joined in: with the page's other queries, one each would pass ten.
-            .options(joinedload(Contact.owner), joinedload(Contact.tags))
-            .order_by(Contact.sort_name, Contact.id)
-            .limit(PEOPLE_SHOWN + 1)
-        ).unique()
+    # The first page of the contact list filtered on the company, in the same rows (plain
+    # values, not ORM objects); the next come from the list as one scrolls down.
+    people = contact_service.list_contact_rows(
+        current_user,
+        contact_service.ContactFilters(company=company.id),
+        current_app.config["PAGE_SIZE"],
     )
     context = {
         "company": company,
-        "contacts": contacts[:PEOPLE_SHOWN],
-        "more_people": len(contacts) > PEOPLE_SHOWN,
+        "people": people,
         "timeline": company_timeline(company, current_user),
         "editing_form": None,
         "editing_custom": None,
