@@ -35,7 +35,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    null,
     or_,
     select,
     true,
@@ -48,7 +47,7 @@ from crm.i18n import DEFAULT_TIMEZONE
 from crm.models import Deal, DealLine, DealStageHistory, Quota, Stage, Team, User
 from crm.permissions import ADMIN, MANAGER, SALES, visible_deals
 from crm.services.deals import is_stalled
-from crm.sql_exact import div_half_even, epoch_microseconds, hundredths
+from crm.sql_exact import div_half_even, epoch_microseconds, hundredths, wide_hundredths
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
@@ -277,7 +276,7 @@ class DealSums(NamedTuple):
     count: int
     amount: Decimal
     weighted: Decimal  # open deals
-    expected: tuple[Decimal | None, ...]  # open: weighted, expected to close in each window
+    expected: tuple[bool, ...]  # open deals: expected to close in each window (from today on)
     cycle: int  # won deals: microseconds from creation to closing, summed
 
 
@@ -310,8 +309,9 @@ def deal_sums(
     closed_bounds[0] and closed_bounds[-1] (aware datetimes, increasing): one pass over the
     deals, grouped by owner, currency, stage kind and bucket.
 
-    `windows` (periods): the weighted amount of the open deals expected to close in each, from
-    today on. Sums are made in cents, exact on every database."""
+    `windows` (periods): open deals are also grouped by whether they are expected to close in
+    each, from today on (`expected_sum`). Sums are made in cents, exact on every database; each
+    deal's weighted amount is worked out once."""
     is_open = Stage.kind == "open"
     wanted, bucket = [], []
     if today is not None:
@@ -339,11 +339,8 @@ def deal_sums(
             case(*bucket).label("bucket"),
             hundredths(Deal.amount).label("amount"),
             case((is_open, weighted), else_=0).label("weighted"),
-            # NULL, not 0, outside the window: a group with no deal in it sums to NULL.
             *(
-                case((and_(is_open, expected_in(w, today)), weighted), else_=null()).label(
-                    f"expected{i}"
-                )
+                case((and_(is_open, expected_in(w, today)), 1), else_=0).label(f"expected{i}")
                 for i, w in enumerate(windows)
             ),
             case((Stage.kind == "won", duration), else_=0).label("cycle"),
@@ -352,20 +349,23 @@ def deal_sums(
         .where(scope.condition(), or_(*wanted))
         .subquery()
     )
-    query = select(
+    groups = [
         rows.c.owner_id,
         rows.c.currency,
         rows.c.kind,
         rows.c.bucket,
+        *(rows.c[f"expected{i}"] for i in range(len(windows))),
+    ]
+    query = select(
+        *groups,
         func.count(),
         func.sum(rows.c.amount),
         func.sum(rows.c.weighted),
-        *(func.sum(rows.c[f"expected{i}"]) for i in range(len(windows))),
         func.sum(rows.c.cycle),
-    ).group_by(rows.c.owner_id, rows.c.currency, rows.c.kind, rows.c.bucket)
+    ).group_by(*groups)
     result = []
     for row in db.session.execute(query):
-        owner_id, currency, kind, bucket_index, count, amount, weighted_sum, *expected, cycle = row
+        owner_id, currency, kind, bucket_index, *expected, count, amount, weighted_sum, cycle = row
         is_open_group = kind == "open"
         result.append(
             DealSums(
@@ -377,7 +377,7 @@ def deal_sums(
                 count,
                 cents(amount),
                 cents(weighted_sum),
-                tuple(None if value is None else cents(value) for value in expected),
+                tuple(bool(flag) for flag in expected),
                 int(cycle),
             )
         )
@@ -397,8 +397,8 @@ def expected_sum(sums: list[DealSums], window: int) -> Amounts:
     """The weighted open amount expected in the `window`-th window."""
     weighted = Amounts()
     for s in sums:
-        if s.kind == "open" and s.expected[window] is not None:
-            weighted.add(s.currency, s.expected[window])
+        if s.kind == "open" and s.expected[window]:
+            weighted.add(s.currency, s.weighted)
     return weighted
 
 
@@ -555,13 +555,14 @@ class MarginFigure:
 def _line_margins() -> Select:
     """Each deal line's margin in cents, rounded as DealLine.total and DealLine.margin round
     (NULL without a cost): whole hundredths, so that SQL adds up what Python would."""
-    quantity, price = hundredths(DealLine.quantity), hundredths(DealLine.unit_price)
+    quantity, price = wide_hundredths(DealLine.quantity), wide_hundredths(DealLine.unit_price)
+    discount = wide_hundredths(DealLine.discount_percent)
     # total = quantity × price × (100 - discount %) / 100, to the cent
-    total = div_half_even(quantity * price * (10000 - hundredths(DealLine.discount_percent)), 10**6)
+    total = div_half_even(quantity * price * (10000 - discount), 10**6)
     totals = select(
         DealLine.deal_id,
         total.label("total"),
-        (quantity * hundredths(DealLine.unit_cost)).label("cost"),  # in 1/10,000
+        (quantity * wide_hundredths(DealLine.unit_cost)).label("cost"),  # in 1/10,000
     ).subquery()
     return select(
         totals.c.deal_id, div_half_even(totals.c.total * 100 - totals.c.cost, 100).label("margin")
