@@ -18,13 +18,14 @@ from sqlalchemy.orm import joinedload, selectinload
 from crm.extensions import db
 from crm.models import Intervention, TechnicianBooking, User
 from crm.services import interventions as planning
+from crm.services import keyset
 from crm.services.recurrence import from_local_naive, local_midnight
 
 VIEWS = ("week", "day")
 DAY_START, DAY_END = 8, 18  # local hours shown
 QUARTER = timedelta(minutes=15)
 SLOT_MINUTES = {"week": 60, "day": 30}
-TRAY_LIMIT = 100  # oldest first; more waits for the next page of the tray
+TRAY_FIRST = 24  # oldest first; the rest of the tray comes a page at a time
 
 
 @dataclass
@@ -104,6 +105,16 @@ class TechnicianRow:
 
 
 @dataclass
+class TrayPage:
+    """A page of the interventions waiting for a time, with how many wait in all."""
+
+    interventions: list[Intervention]
+    count: int  # waiting (with the skill asked for), the whole tray
+    left: int = 0  # after this page
+    next_cursor: str | None = None
+
+
+@dataclass
 class DispatchBoard:
     query: BoardQuery
     zone: ZoneInfo
@@ -111,7 +122,7 @@ class DispatchBoard:
     days: list[date]
     hours: list[time]
     rows: list[TechnicianRow]
-    tray: list[Intervention]
+    tray: TrayPage
     skills: list[str]
     technicians: list[User]  # all of them, for the card menus
 
@@ -183,22 +194,41 @@ def load_bookings(people: list[User], start: datetime, end: datetime) -> list[Te
     return list(db.session.scalars(query).unique())
 
 
-def load_tray(skill: str = "") -> list[Intervention]:
-    """Interventions waiting for a time, oldest first (a skill narrows them)."""
-    query = (
-        select(Intervention)
+def load_tray(skill: str = "", cursor: str | None = None, size: int = TRAY_FIRST) -> TrayPage:
+    """Interventions waiting for a time, oldest first (a skill narrows them), a page at a
+    time from `cursor`: the tray's ids and skills from one narrow query (the skills are a
+    JSON list, matched here alike on every database), the page's cards from a second."""
+    waiting = db.session.execute(
+        select(Intervention.id, Intervention.created_at, Intervention.skills)
         .where(Intervention.status == "unscheduled")
-        .options(joinedload(Intervention.contact), joinedload(Intervention.company))
         .order_by(Intervention.created_at, Intervention.id)
-        .limit(TRAY_LIMIT)
-    )
-    waiting = list(db.session.scalars(query))
+    ).all()
     if skill:
-        waiting = [visit for visit in waiting if skill in (visit.skills or ())]
-    return waiting
+        waiting = [row for row in waiting if skill in (row.skills or ())]
+    count = len(waiting)
+    position = keyset.decode_cursor(cursor, "datetime") if cursor else None
+    if position is not None:
+        waiting = [row for row in waiting if (row.created_at, row.id) > position]
+    page, rest = waiting[:size], waiting[size:]
+    cards = (
+        {
+            visit.id: visit
+            for visit in db.session.scalars(
+                select(Intervention)
+                .where(Intervention.id.in_([row.id for row in page]))
+                .options(joinedload(Intervention.contact), joinedload(Intervention.company))
+            )
+        }
+        if page
+        else {}
+    )
+    next_cursor = keyset.encode_cursor(page[-1].created_at, page[-1].id) if rest else None
+    return TrayPage([cards[row.id] for row in page], count, len(rest), next_cursor)
 
 
-def build_board(query: BoardQuery, zone: ZoneInfo, now: datetime) -> DispatchBoard:
+def build_board(
+    query: BoardQuery, zone: ZoneInfo, now: datetime, tray_cursor: str | None = None
+) -> DispatchBoard:
     everyone = planning.technicians()
     skills = planning.all_skills(everyone)
     people = [p for p in everyone if not query.skill or query.skill in (p.skills or ())]
@@ -265,7 +295,7 @@ def build_board(query: BoardQuery, zone: ZoneInfo, now: datetime) -> DispatchBoa
         days=days,
         hours=hours_shown,
         rows=rows,
-        tray=load_tray(query.skill),
+        tray=load_tray(query.skill, tray_cursor),
         skills=skills,
         technicians=everyone,
     )

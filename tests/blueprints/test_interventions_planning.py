@@ -65,7 +65,9 @@ def test_the_board_shows_technicians_bookings_and_the_tray(as_role, team):
     assert f'id="tech-{alice.id}"' in page and f'id="tech-{bob.id}"' in page
     assert f'id="iv-{waiting.id}"' in page  # in the tray
     assert f'id="iv-{busy.id}-t{bob.id}"' in page  # in Bob's row
-    assert f'data-technician-id="{bob.id}" data-start="2030-03-04T09:00"' in page
+    # A slot is a cell of its technician's row, under the hour head that gives its start.
+    assert f'<tr id="tech-{bob.id}" data-technician-id="{bob.id}">' in page
+    assert 'class="hour-head" data-start="2030-03-04T09:00"' in page
 
 
 def test_the_board_answers_its_fragment_to_htmx(as_role, team):

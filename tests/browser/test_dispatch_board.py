@@ -44,9 +44,11 @@ def drag(page: Page, clicks: Clicks, card: Locator, target: Locator) -> None:
 
 
 def slot(page: Page, technician, local_start: str) -> Locator:
-    return page.locator(
-        f'td.slot[data-technician-id="{technician.id}"][data-start="{local_start}"]'
-    )
+    """The technician's cell at that local start: in their row, under the hour head that
+    says it (the cells themselves carry nothing)."""
+    head = page.locator(f'.dispatch-grid thead th[data-start="{local_start}"]')
+    column = head.evaluate("th => th.cellIndex") + 2  # after the technician's own cell
+    return page.locator(f"#tech-{technician.id} > td:nth-child({column})")
 
 
 @pytest.fixture
@@ -136,10 +138,55 @@ def test_the_card_menu_schedules_without_dragging(page: Page, signed_in, dispatc
     signed_in(page, agent)
     page.goto(f"/interventions?date={MONDAY}")
     card = page.locator(f"#iv-{check.id}")
-    card.locator("summary").click()
-    card.get_by_label("Technician").select_option(label="Alice Martin")
-    card.get_by_label("Start").fill("2030-03-04T14:30")
-    card.get_by_role("button", name="Schedule").click()
+    # The keyboard's way: to the card's menu button, Enter, the fields, Enter.
+    card.get_by_role("button", name="Schedule or move").focus()
+    page.keyboard.press("Enter")
+    menu = page.get_by_role("dialog", name="Schedule or move")
+    expect(menu).to_contain_text("Annual check")
+    expect(menu.get_by_label("Technician")).to_be_focused()
+    menu.get_by_label("Technician").select_option(label="Alice Martin")
+    menu.get_by_label("Start").fill("2030-03-04T14:30")
+    menu.get_by_label("Start").press("Enter")
+    placed = slot(page, alice, "2030-03-04T14:00").locator(f"#iv-{check.id}-t{alice.id}")
+    expect(placed).to_be_visible()
+    expect(page.locator("#iv-menu")).not_to_be_visible()
+
+    # The same menu, opened from a placed card, starts from where it is and takes it back.
+    placed.hover()
+    placed.get_by_role("button", name="Schedule or move").click()
+    expect(menu.get_by_label("Technician")).to_have_value(str(alice.id))
+    expect(menu.get_by_label("Start")).to_have_value("2030-03-04T14:30")
+    menu.get_by_role("button", name="Unschedule").click()
+    expect(page.locator(f"#tray-cards #iv-{check.id}")).to_be_visible()
+    db.session.expire_all()
+    assert db.session.get(Intervention, check.id).status == "unscheduled"
+
+
+def test_the_tray_shows_its_oldest_cards_and_the_rest_on_demand(
+    page: Page, signed_in, seed, dispatch, clicks: Clicks
+):
+    from crm.services.dispatch_board import TRAY_FIRST
+
+    agent, alice, bob, repair, check = dispatch
+    incident = repair.incident
+    for number in range(TRAY_FIRST):
+        factories.make_intervention(incident, title=f"Waiting {number}")
+    seed.commit()
+    signed_in(page, agent)
+    page.goto(f"/interventions?date={MONDAY}")
+    cards = page.locator("#tray-cards .iv-card")
+    expect(cards).to_have_count(TRAY_FIRST)
+    expect(page.locator(".tray-count")).to_have_text(str(TRAY_FIRST + 2))
+    with clicks.task("see the rest of the unscheduled interventions", budget=1):
+        clicks.click(page.get_by_role("link", name="+2 more"))
+        expect(cards).to_have_count(TRAY_FIRST + 2)
+    # A card that came in drags like the others.
+    last = cards.last
+    drag(page, clicks, last, slot(page, alice, "2030-03-04T15:00"))
     expect(
-        slot(page, alice, "2030-03-04T14:00").locator(f"#iv-{check.id}-t{alice.id}")
+        page.locator("#toasts .toast").filter(has_text="planned for Alice Martin")
     ).to_be_visible()
+    # The board comes back with the tray's first page again, and says what is left.
+    expect(page.locator(".tray-count")).to_have_text(str(TRAY_FIRST + 1))
+    expect(cards).to_have_count(TRAY_FIRST)
+    expect(page.get_by_role("link", name="+1 more")).to_be_visible()

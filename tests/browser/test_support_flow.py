@@ -20,6 +20,7 @@ from crm.models.types import utcnow
 from tests import factories
 from tests.browser.conftest import PHONE, Clicks
 from tests.browser.test_dispatch_board import drag
+from tests.browser.test_dispatch_board import slot as board_slot
 from tests.browser.test_technician_view import _draw_with_a_mouse
 
 pytestmark = pytest.mark.browser
@@ -116,9 +117,7 @@ def test_a_complaint_from_the_customers_page_to_the_signed_report(
     # The dispatch board: today's column, one drag onto the technician's 14:00 slot.
     today = utcnow().astimezone(ZoneInfo("Europe/Paris")).date()
     page.goto(f"/interventions?view=day&date={today.isoformat()}")
-    slot = page.locator(
-        f'td.slot[data-technician-id="{technician.id}"][data-start="{today.isoformat()}T14:00"]'
-    )
+    slot = board_slot(page, technician, f"{today.isoformat()}T14:00")
     drag(page, clicks, page.locator(f"#tray-cards #iv-{visit.id}"), slot)
     expect(slot.locator(f"#iv-{visit.id}-t{technician.id}")).to_be_visible()
 

@@ -107,13 +107,31 @@ def test_tray_and_filters(ctx):
 
     board = build_board(BoardQuery(day=MONDAY), PARIS, NOW)
     assert [r.technician.name for r in board.rows] == ["Elec", "Gaspard"]
-    assert board.tray == [needs_gas, anything]
+    assert board.tray.interventions == [needs_gas, anything] and board.tray.count == 2
     assert board.skills == ["electricity", "gas"]
 
     only_gas = build_board(BoardQuery(day=MONDAY, skill="gas"), PARIS, NOW)
     assert [r.technician for r in only_gas.rows] == [gas]
-    assert only_gas.tray == [needs_gas]
+    assert only_gas.tray.interventions == [needs_gas] and only_gas.tray.count == 1
     assert len(only_gas.technicians) == 2  # the card menus still offer everyone
+
+
+def test_the_tray_comes_a_page_at_a_time_oldest_first(ctx):
+    from crm.services.dispatch_board import load_tray
+
+    incident = make_incident(make_contact("Marie", "Dupont"))
+    waiting = [make_intervention(incident, skills=["gas"] if i % 2 else None) for i in range(7)]
+    db.session.commit()
+
+    first = load_tray(size=3)
+    assert (first.interventions, first.count, first.left) == (waiting[:3], 7, 4)
+    second = load_tray(cursor=first.next_cursor, size=3)
+    assert (second.interventions, second.left) == (waiting[3:6], 1)
+    last = load_tray(cursor=second.next_cursor, size=3)
+    assert (last.interventions, last.left, last.next_cursor) == (waiting[6:], 0, None)
+    gas = load_tray("gas", size=2)
+    assert (gas.interventions, gas.count) == ([waiting[1], waiting[3]], 3)
+    assert load_tray("gas", gas.next_cursor, size=2).interventions == [waiting[5]]
 
 
 def test_a_card_says_which_skills_nobody_on_it_has(ctx):

@@ -7,6 +7,7 @@ board again, so that every slot and the tray are right; a refusal is a toast (40
 when the technician is taken, 422 on a bad input) and the card goes back.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
@@ -72,9 +73,9 @@ class CardMenus:
         return self._options[selected_id]
 
 
-def _board_context(query: BoardQuery, **extra) -> dict:
+def _board_context(query: BoardQuery, tray_cursor: str | None = None, **extra) -> dict:
     zone = viewer_zone()
-    board = dispatch_board.build_board(query, zone, utcnow())
+    board = dispatch_board.build_board(query, zone, utcnow(), tray_cursor)
     return {
         "board": board,
         "q": query,
@@ -84,14 +85,14 @@ def _board_context(query: BoardQuery, **extra) -> dict:
     }
 
 
-def display_helpers(technicians: list[User]) -> dict:
-    """What the cards use to show times and durations, and their technician menus."""
+def display_helpers(technicians: Sequence[User] = ()) -> dict:
+    """What the cards use to show times and durations, and the technician menu."""
     from crm.blueprints.interventions.planning import duration_label
 
     zone = viewer_zone()
     locale = get_locale()
     return {
-        "menus": CardMenus(technicians),
+        "menus": CardMenus(list(technicians)),
         "local_iso": lambda moment: moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
         "time_of": lambda moment: format_time(moment, "short"),
         "duration": duration_label,
@@ -115,7 +116,16 @@ def index():
         return redirect(url_for("interventions.today"))
     today = utcnow().astimezone(viewer_zone()).date()
     query = BoardQuery.from_args(request.args, today)
-    return hx.render("interventions/board.html", BOARD_PARTIALS, **_board_context(query))
+    tray_cursor = request.args.get("tray")
+    if tray_cursor and hx.is_partial() and hx.target_id() == "tray-more":
+        # The next cards of the tray, for its "more" link: those alone.
+        tray = dispatch_board.load_tray(query.skill, tray_cursor)
+        return hx.render_fragment(
+            "interventions/board.html", "tray_more", tray=tray, q=query, **display_helpers()
+        )
+    return hx.render(
+        "interventions/board.html", BOARD_PARTIALS, **_board_context(query, tray_cursor)
+    )
 
 
 def _board_address() -> tuple[str, BoardQuery]:

@@ -116,19 +116,28 @@
 })();
 
 // ---- Dispatch board: drag an intervention onto a technician's slot (SortableJS) --------------
-// Every card carries, in its "⋯" menu, the form that schedules it (technician + start): the
-// keyboard's way, and a browser's without JavaScript. A drop on a slot fills in that same form
-// from the slot's data-technician-id and data-start and submits it; a drop on the tray submits
-// the card's Unschedule form. htmx swaps the board the answer carries and shows the toast; a
-// refusal (409: the technician is taken; 422) leaves a toast and puts the card back.
+// The board has one menu (#iv-menu, a <dialog>): the form that schedules a card (technician +
+// start) and the one that puts it back in the tray. A card's "⋯" button opens it for that card
+// (the keyboard's way); a drop on a slot fills it in from the slot's row (data-technician-id)
+// and column (its hour head's data-start) and submits it; a drop on the tray submits the
+// other. Its forms post to the card's own address (its title's href + "/schedule"). htmx swaps
+// the board the answer carries and shows the toast; a refusal (409: the technician is taken;
+// 422) leaves a toast and puts the card back. Without JavaScript a card's title leads to its
+// page, which schedules it.
 (function () {
   "use strict";
 
+  var moving = null;  // the card dropped, until the answer comes
+
+  function lists(board) {
+    return board.querySelectorAll("#tray-cards:not([data-sortable]), .dispatch-grid tbody td:not([data-sortable])");
+  }
+
   function initBoard() {
     var board = document.getElementById("dispatch-board");
-    if (!board || !board.querySelector(".slot-list:not([data-sortable])")) return;
+    if (!board || !lists(board).length) return;
     window.crmWithSortable(board, function () {
-      board.querySelectorAll(".slot-list:not([data-sortable])").forEach(function (list) {
+      lists(board).forEach(function (list) {
         list.dataset.sortable = "on";
         window.Sortable.create(list, {
           group: "dispatch-board",
@@ -138,7 +147,7 @@
           fallbackOnBody: true,      // the dragged card is not clipped by the board's scroll
           fallbackTolerance: 4,      // a click on the title still opens the intervention
           delay: 150, delayOnTouchOnly: true,
-          filter: "summary, select, button, input, label, .is-moving",
+          filter: "select, button, input, label, .is-moving",
           preventOnFilter: false,
           animation: 120,
           ghostClass: "card-ghost", chosenClass: "card-chosen", fallbackClass: "card-dragged",
@@ -151,28 +160,69 @@
   document.addEventListener("DOMContentLoaded", initBoard);
   document.addEventListener("htmx:after:process", initBoard);
 
+  function technicianOf(element) {  // the technician of the row a card or a slot is in
+    var row = element && element.closest("tr[data-technician-id]");
+    return row ? row.dataset.technicianId : "";
+  }
+
+  function startOf(slot) {  // a slot's start: its column's hour head
+    var heads = slot.closest("table").tHead.rows[1].cells;
+    return heads[slot.cellIndex - 1].dataset.start;
+  }
+
+  // The menu's forms, pointed at `card` and filled in: where it is now, or where it goes.
+  function prepare(card, fromTechnician, technician, start) {
+    var menu = document.getElementById("iv-menu");
+    if (!menu) return null;
+    var address = card.querySelector(".iv-title").getAttribute("href");
+    var schedule = menu.querySelector("form.iv-schedule");
+    var unschedule = menu.querySelector("form.iv-unschedule");
+    [[schedule, "/schedule"], [unschedule, "/unschedule"]].forEach(function (pair) {
+      pair[0].setAttribute("action", address + pair[1]);
+      pair[0].setAttribute("hx-post", address + pair[1]);
+    });
+    schedule.elements.from_technician_id.value = fromTechnician;
+    schedule.elements.technician_id.value = technician;
+    schedule.elements.start.value = start;
+    unschedule.hidden = !card.classList.contains("status-planned");
+    menu.querySelector(".iv-menu-for").textContent = card.querySelector(".iv-title").textContent;
+    return { menu: menu, schedule: schedule, unschedule: unschedule };
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("#dispatch-board .iv-card .iv-menu");
+    if (!button) return;
+    var card = button.closest(".iv-card");
+    var technician = technicianOf(card);
+    var forms = prepare(card, technician, technician, card.dataset.start || "");
+    if (!forms) return;
+    moving = null;
+    forms.menu.showModal();
+    forms.schedule.elements.technician_id.focus();
+  });
+
   function dropped(event) {
     var board = document.getElementById("dispatch-board");
     if (board) board.classList.remove("is-dragging");
     if (event.from === event.to) return;
     var card = event.item;
     card.boardOrigin = { list: event.from, index: event.oldIndex };
-    var form;
-    if (event.to.dataset.tray) {
-      form = card.querySelector("form.iv-unschedule");
-    } else {
-      form = card.querySelector("form.iv-schedule");
-      if (form) {
-        form.elements.technician_id.value = event.to.dataset.technicianId;
-        form.elements.start.value = event.to.dataset.start;
-      }
+    var forms = prepare(card, technicianOf(event.from), "", "");
+    var form = null;
+    if (forms && event.to.dataset.tray) {
+      form = forms.unschedule.hidden ? null : forms.unschedule;
+    } else if (forms) {
+      form = forms.schedule;
+      form.elements.technician_id.value = technicianOf(event.to);
+      form.elements.start.value = startOf(event.to);
     }
     if (!form) { putBack(card); return; }
     card.classList.add("is-moving");
+    moving = card;
     form.requestSubmit();
   }
 
-  // Back where it came from, its menu's fields as they were.
+  // Back where it came from.
   function putBack(card) {
     if (!card) return;
     var origin = card.boardOrigin;
@@ -181,23 +231,21 @@
     }
     card.boardOrigin = null;
     card.classList.remove("is-moving");
-    var form = card.querySelector("form.iv-schedule");
-    if (form) form.reset();
   }
 
-  function boardForm(element) {
-    return element && element.matches && element.matches("form.iv-schedule, form.iv-unschedule") &&
-      element.closest("#dispatch-board");
+  function menuForm(element) {
+    return element && element.matches && element.matches("#iv-menu form");
   }
 
   document.addEventListener("htmx:after:request", function (event) {
     var ctx = event.detail.ctx;
-    if (!boardForm(ctx.sourceElement) || ctx.response.status < 400) return;
-    putBack(ctx.sourceElement.closest(".iv-card"));
+    if (!menuForm(ctx.sourceElement)) return;
+    if (ctx.response.status >= 400) putBack(moving);
+    moving = null;
   });
 
   document.addEventListener("htmx:error", function (event) {
     var ctx = event.detail.ctx;
-    if (ctx && boardForm(ctx.sourceElement)) putBack(ctx.sourceElement.closest(".iv-card"));
+    if (ctx && menuForm(ctx.sourceElement)) { putBack(moving); moving = null; }
   });
 })();
