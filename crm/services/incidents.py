@@ -21,6 +21,7 @@ from crm.models import (
     Company,
     Contact,
     Deal,
+    EmailMessage,
     EmailTemplate,
     Incident,
     IncidentMessage,
@@ -258,7 +259,14 @@ def page_options() -> tuple:
         joinedload(Incident.product),
         joinedload(Incident.team),
         selectinload(Incident.messages).options(
-            joinedload(IncidentMessage.author), joinedload(IncidentMessage.email)
+            joinedload(IncidentMessage.author).load_only(User.name),
+            # What a message shows of its mail: not its headers and addresses.
+            joinedload(IncidentMessage.email).load_only(
+                EmailMessage.status,
+                EmailMessage.from_name,
+                EmailMessage.from_address,
+                EmailMessage.last_error,
+            ),
         ),
     )
 
