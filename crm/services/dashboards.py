@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, literal, null, or_, select, true
+from sqlalchemy import and_, case, func, literal, or_, select, true
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
@@ -57,7 +57,7 @@ from crm.permissions import (
 from crm.services import forecast as fc
 from crm.services import tasks
 from crm.services.reports import ReportingPeriod, local_midnight
-from crm.sql_exact import hundredths
+from crm.sql_exact import epoch_microseconds, hundredths
 
 STALE_DAYS = 14
 DEALS_TO_MOVE_LIMIT = 10
@@ -223,7 +223,6 @@ class StageFigure:
     pipeline: str
     count: int
     amounts: fc.Amounts
-    expected: fc.Amounts = field(default_factory=fc.Amounts)  # weighted, in the window asked
 
 
 Funnel = fc.Funnel
@@ -288,13 +287,8 @@ def team_dashboard(
         target_available = True
         found = fc.quota_targets(forecast_period, teams=[scope.team])
         target = found.get(("team", scope.team.id))
-    pipeline = pipeline_by_stage(scope, period, today)
-    expected = fc.Amounts()
-    for stage in pipeline:
-        expected = expected.merged(stage.expected)
-    closed = fc.deal_sums(scope, closed_bounds=[start, end])
-    won = fc.won_between(closed, start, end)
-    objective = fc.Objective(period, currency, target, won, expected)
+    deals = deal_figures(scope, period, today)
+    objective = fc.Objective(period, currency, target, deals.won, deals.expected)
 
     people = scope.people(set())
     activities, totals = activities_per_rep(user, people, start, end)
@@ -302,12 +296,12 @@ def team_dashboard(
         scope=scope,
         period=period,
         currency=currency,
-        pipeline=pipeline,
+        pipeline=deals.pipeline,
         objective=objective,
         target_available=target_available,
         funnel=conversion(scope, period, now),
-        win_rate=fc.win_rate(closed, start, end),
-        cycle=fc.sales_cycle(closed, start, end),
+        win_rate=deals.win_rate,
+        cycle=deals.cycle,
         activities=activities,
         activity_totals=totals,
         campaigns=_campaigns_of_period(user, start, end),
@@ -325,45 +319,76 @@ def _campaigns_of_period(user: User, start: datetime, end: datetime) -> list:
     return campaigns.campaign_list(user, sort="customers", period=period, limit=50)[:5]
 
 
-def pipeline_by_stage(scope: fc.Scope, window=None, today: date | None = None) -> list[StageFigure]:
-    """Open deals per stage: how many, their amounts per currency, and (with a window: a period,
-    and today) their weighted amount expected to close in the window from today on. One
-    GROUP BY, summed in cents."""
-    if window is None:
-        expected = null()
-    else:  # NULL when no deal of the group is expected in the window
-        expected = func.sum(case((fc.expected_in(window, today), fc.weighted_cents())))
+@dataclass
+class DealFigures:
+    """The team tab's deal widgets."""
+
+    pipeline: list[StageFigure]  # open deals per stage
+    expected: fc.Amounts  # weighted open deals expected to close in the period, from today on
+    won: fc.Amounts  # won in the period
+    win_rate: fc.WinRate
+    cycle: fc.Cycle
+
+
+def deal_figures(scope: fc.Scope, period: ReportingPeriod, today: date) -> DealFigures:
+    """Open deals per stage (how many, their amounts per currency, the weighted amount expected
+    in the period from today on), and the deals won and lost in the period (amounts, win rate,
+    cycle): one GROUP BY over the deals by stage and currency, summed in cents."""
+    start, end = period.utc_bounds(fc.user_timezone(scope.user))
+    is_open, is_won = Stage.kind == "open", Stage.kind == "won"
+    closed_in_period = and_(
+        Stage.kind.in_(("won", "lost")), Deal.closed_at >= start, Deal.closed_at < end
+    )
+    duration = epoch_microseconds(Deal.closed_at) - epoch_microseconds(Deal.created_at)
     query = (
         select(
             Stage.id,
             Stage.name,
+            Stage.kind,
             Pipeline.name,
             Deal.currency,
             func.count(),
             func.sum(hundredths(Deal.amount)),
-            expected,
+            # NULL when no deal of the group is expected in the period
+            func.sum(case((and_(is_open, fc.expected_in(period, today)), fc.weighted_cents()))),
+            func.sum(case((is_won, duration), else_=0)),
         )
         .select_from(Deal)
         .join(Stage, Deal.stage_id == Stage.id)
         .join(Pipeline, Stage.pipeline_id == Pipeline.id)
-        .where(scope.condition(), Stage.kind == "open")
+        .where(scope.condition(), or_(is_open, closed_in_period))
         .group_by(
-            Stage.id, Stage.name, Pipeline.name, Pipeline.position, Stage.position, Deal.currency
+            Stage.id,
+            Stage.name,
+            Stage.kind,
+            Pipeline.name,
+            Pipeline.position,
+            Stage.position,
+            Deal.currency,
         )
         .order_by(Pipeline.position, Pipeline.name, Stage.position, Stage.id)
     )
-    figures: dict[int, StageFigure] = {}
-    for stage_id, name, pipeline, currency, count, amount, weighted_sum in db.session.execute(
-        query
-    ):
-        figure = figures.setdefault(
-            stage_id, StageFigure(stage_id, name, pipeline, 0, fc.Amounts())
-        )
-        figure.count += count
-        figure.amounts.add(currency, fc.cents(amount))
-        if weighted_sum is not None:
-            figure.expected.add(currency, fc.cents(weighted_sum))
-    return list(figures.values())
+    stages: dict[int, StageFigure] = {}
+    expected, won, win_rate = fc.Amounts(), fc.Amounts(), fc.WinRate()
+    cycle_microseconds = 0
+    for row in db.session.execute(query):
+        stage_id, name, kind, pipeline, currency, count, amount, weighted, cycle = row
+        if kind == "won":
+            won.add(currency, fc.cents(amount))
+            win_rate.won += count
+            cycle_microseconds += int(cycle)
+        elif kind == "lost":
+            win_rate.lost += count
+        else:
+            figure = stages.setdefault(
+                stage_id, StageFigure(stage_id, name, pipeline, 0, fc.Amounts())
+            )
+            figure.count += count
+            figure.amounts.add(currency, fc.cents(amount))
+            if weighted is not None:
+                expected.add(currency, fc.cents(weighted))
+    cycle = fc.average_cycle(win_rate.won, cycle_microseconds)
+    return DealFigures(list(stages.values()), expected, won, win_rate, cycle)
 
 
 def conversion(scope: fc.Scope, period: ReportingPeriod, now: datetime) -> Funnel:

@@ -732,11 +732,15 @@ class Cycle:
 def sales_cycle(sums: list[DealSums], start: datetime, end: datetime) -> Cycle:
     """Average days from creation to closing of the deals won in [start, end), to one decimal."""
     won = [s for s in sums if s.kind == "won" and start <= s.closed_from < end]
-    count = sum(s.count for s in won)
-    if not count:
+    return average_cycle(sum(s.count for s in won), sum(s.cycle for s in won))
+
+
+def average_cycle(deals: int, microseconds: int) -> Cycle:
+    """The average of `deals` durations adding up to `microseconds`, in days to one decimal."""
+    if not deals:
         return Cycle()
-    seconds = Decimal(sum(s.cycle for s in won)) / 10**6
-    return Cycle(count, (seconds / 86400 / count).quantize(TENTH, ROUND_HALF_UP))
+    seconds = Decimal(microseconds) / 10**6
+    return Cycle(deals, (seconds / 86400 / deals).quantize(TENTH, ROUND_HALF_UP))
 
 
 @dataclass
