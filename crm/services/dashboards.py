@@ -395,21 +395,21 @@ def conversion(scope: fc.Scope, period: ReportingPeriod, now: datetime) -> Funne
     """Meeting -> proposal -> won for the deals whose first step falls in `period` (see the
     module's docstring): the forecast's funnel, with the meetings held as steps too."""
     start, end = period.utc_bounds(fc.user_timezone(scope.user))
-    held = (
-        select(Event.deal_id, literal("meeting"), Event.starts_at)
-        .join(Deal, Event.deal_id == Deal.id)
-        .where(
-            scope.condition(),
-            Event.kind == "meeting",
-            Event.status != "cancelled",
-            Event.starts_at <= now,
+
+    def held(deals):
+        return (
+            select(Event.deal_id, literal("meeting"), Event.starts_at)
+            .join(deals, Event.deal_id == deals.c.id)
+            .where(Event.kind == "meeting", Event.status != "cancelled", Event.starts_at <= now)
         )
-    )
-    logged = (
-        select(Activity.deal_id, literal("meeting"), Activity.occurred_at)
-        .join(Deal, Activity.deal_id == Deal.id)
-        .where(scope.condition(), Activity.kind == "meeting")
-    )
+
+    def logged(deals):
+        return (
+            select(Activity.deal_id, literal("meeting"), Activity.occurred_at)
+            .join(deals, Activity.deal_id == deals.c.id)
+            .where(Activity.kind == "meeting")
+        )
+
     return fc.funnel_of(scope, start, end, held, logged)
 
 

@@ -637,11 +637,23 @@ class Funnel:
         return percent(self.won, self.meeting)
 
 
-def stage_steps(scope: Scope) -> Select:
-    """(deal_id, step, at): each time a deal of `scope` entered a funnel stage. A win counts
-    only while the deal is still won: won once and reopened since, neither the win nor its date
-    count."""
-    step_stage, current = aliased(Stage), aliased(Stage)
+def scoped_deals(scope: Scope):
+    """The deals of `scope` and the kind of the stage each is in now, read once (a CTE) for the
+    funnel's several sources of steps."""
+    current = aliased(Stage)
+    return (
+        select(Deal.id.label("id"), current.kind.label("kind"))
+        .join(current, Deal.stage_id == current.id)
+        .where(scope.condition())
+        .cte("scoped_deals")
+    )
+
+
+def stage_steps(deals) -> Select:
+    """(deal_id, step, at): each time one of `deals` (scoped_deals) entered a funnel stage. A
+    win counts only while the deal is still won: won once and reopened since, neither the win
+    nor its date count."""
+    step_stage = aliased(Stage)
     return (
         select(
             DealStageHistory.deal_id.label("deal_id"),
@@ -649,23 +661,23 @@ def stage_steps(scope: Scope) -> Select:
             DealStageHistory.changed_at.label("at"),
         )
         .join(step_stage, DealStageHistory.to_stage_id == step_stage.id)
-        .join(Deal, DealStageHistory.deal_id == Deal.id)
-        .join(current, Deal.stage_id == current.id)
+        .join(deals, DealStageHistory.deal_id == deals.c.id)
         .where(
-            scope.condition(),
             or_(step_stage.milestone.is_not(None), step_stage.kind == "won"),
-            or_(step_stage.kind != "won", current.kind == "won"),
+            or_(step_stage.kind != "won", deals.c.kind == "won"),
         )
     )
 
 
-def funnel_of(scope: Scope, start: datetime, end: datetime, *more_steps: Select) -> Funnel:
+def funnel_of(scope: Scope, start: datetime, end: datetime, *more_steps) -> Funnel:
     """Meeting → proposal → won for the deals of `scope` whose first step falls in [start, end),
     counted in one query: each deal once per step, a later step implying the earlier ones.
 
-    The steps are the stage history's (`stage_steps`) and `more_steps`: selects of the same
-    three columns, already limited to the scope's deals (the dashboard adds meetings held)."""
-    steps = union_all(stage_steps(scope), *more_steps).subquery()
+    The steps are the stage history's (`stage_steps`) and those of `more_steps`: functions
+    that take the scope's deals (scoped_deals) and give a select of the same three columns
+    (the dashboard adds the meetings held)."""
+    deals = scoped_deals(scope)
+    steps = union_all(stage_steps(deals), *(more(deals) for more in more_steps)).subquery()
     per_deal = (
         select(
             func.max(case((steps.c.step.in_(("proposal", "won")), 1), else_=0)).label("proposal"),
