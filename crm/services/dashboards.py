@@ -83,6 +83,13 @@ def tabs_for(user: User) -> tuple[str, ...]:
     return TABS.get(user.role, ("day",))
 
 
+def _where(query):
+    """The WHERE clause of a visible_*() select, to filter a query on the same table directly
+    (rather than `id IN (SELECT id ...)`, a second read of the table)."""
+    condition = query.whereclause
+    return true() if condition is None else condition
+
+
 # ---- the rep's day ----------------------------------------------------------------------------
 
 
@@ -477,13 +484,6 @@ class Support:
     @property
     def backlog_total(self) -> int:
         return sum(self.backlog.values())
-
-
-def _where(query):
-    """The WHERE clause of a visible_*() select, to filter a query on the same table directly
-    (rather than `id IN (SELECT id ...)`, a second read of the table)."""
-    condition = query.whereclause
-    return true() if condition is None else condition
 
 
 def support_dashboard(user: User, period: ReportingPeriod, now: datetime | None = None) -> Support:
