@@ -95,6 +95,9 @@ class Contact(PostalAddress, Timestamps, db.Model):
         Index("ix_contact_created_id", "created_at", "id"),
         # The start page: my leads, the least recently touched first.
         Index("ix_contact_owner_activity", "owner_id", "last_activity_at"),
+        # The hot leads, best score first: everyone's, and one owner's.
+        Index("ix_contact_score_id", "score", "id"),
+        Index("ix_contact_owner_score_id", "owner_id", "score", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
