@@ -219,9 +219,6 @@ class Scope:
             query = query.where(Deal.owner_id.in_(members))
         return query
 
-    def deal_ids(self) -> Select:
-        return self.deals().with_only_columns(Deal.id)
-
     def condition(self):
         """The scope as a condition on Deal, for queries that read the deal table themselves
         (rather than `Deal.id IN (...)`, which makes the database read it twice)."""
