@@ -2,7 +2,7 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
@@ -21,6 +21,14 @@ class Activity(db.Model):
         Index("ix_activity_company_time", "company_id", "occurred_at"),
         # The start page: what I did lately.
         Index("ix_activity_author_time", "author_id", "occurred_at"),
+        # The funnel's meeting step: the meetings held about each deal.
+        Index(
+            "ix_activity_meeting_deal",
+            "deal_id",
+            "occurred_at",
+            postgresql_where=text("kind = 'meeting'"),
+            sqlite_where=text("kind = 'meeting'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
