@@ -71,7 +71,9 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
 
     LANGUAGES = ("en", "fr")
-    BABEL_DEFAULT_LOCALE = "en"
+    # The office's language: what the CRM writes in for someone who has not chosen one
+    # (a task or notification made by the worker), and the mail sync's texts.
+    BABEL_DEFAULT_LOCALE = os.environ.get("CRM_LANGUAGE", "en")
     BABEL_DEFAULT_TIMEZONE = "UTC"
 
     # Login throttling: per address, and per account from one address, so that
@@ -131,6 +133,8 @@ class Config:
     def check(cls) -> None:
         if cls.ENV_NAME == "production" and cls.SECRET_KEY in ("", DEV_SECRET_KEY):
             raise RuntimeError("Refusing to start in production without a real SECRET_KEY")
+        if cls.BABEL_DEFAULT_LOCALE not in cls.LANGUAGES:
+            raise RuntimeError(f"CRM_LANGUAGE must be one of {', '.join(cls.LANGUAGES)}")
 
 
 class TestConfig(Config):

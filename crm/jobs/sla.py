@@ -30,6 +30,7 @@ from rq import Queue, Retry
 from sqlalchemy import and_, or_, select, update
 
 from crm.extensions import db
+from crm.i18n import language_for
 from crm.mail import MailError, message_id, send_message
 from crm.models import Incident, User
 from crm.models.support import RUNNING_STATUSES
@@ -122,7 +123,7 @@ def recipients(incident: Incident) -> list[User]:
 
 
 def _locale_of(user: User) -> str:
-    return user.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+    return language_for(user)
 
 
 def notice_text(incident: Incident, target: str, kind: str, user: User, minutes_left: float):

@@ -34,7 +34,7 @@ from flask_login import current_user
 from sqlalchemy import func, select, update
 
 from crm.extensions import db
-from crm.i18n import DEFAULT_TIMEZONE
+from crm.i18n import DEFAULT_TIMEZONE, office_language
 from crm.models import Incident, User
 from crm.models.users import Team
 
@@ -178,7 +178,7 @@ def _assigner_language(reader: User | None = None):
     if has_request_context():
         return contextlib.nullcontext()
     locale = reader.locale if reader is not None else None
-    return force_locale(locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    return force_locale(locale or office_language())
 
 
 def round_robin(incident: Incident, team: Team | None = None) -> RoundRobin:

@@ -29,6 +29,7 @@ from sqlalchemy import and_, case, event, func, or_, select, update
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
+from crm.i18n import writing_for
 from crm.models import (
     Campaign,
     CampaignRecipient,
@@ -662,7 +663,7 @@ def record_reply(message: EmailMessage, contact: Contact | None) -> dict:
     routing["assigned_to"] = to
     if owner is None:
         return routing
-    with force_locale(owner.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en")):
+    with writing_for(owner):
         name = contact.name if contact is not None else message.from_address
         title = _(
             "Answer %(name)s (reply to the campaign %(campaign)s)",

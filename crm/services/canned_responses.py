@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 
 from babel.numbers import format_currency
-from flask import current_app
 from sqlalchemy import select
 
 from crm.extensions import db
+from crm.i18n import office_language
 from crm.models import Company, Contact, Deal, EmailTemplate, Incident, User
 from crm.models.search_keys import fold
 
@@ -49,7 +49,7 @@ class PlaceholderContext:
                 return "fr"
         if self.user is not None and self.user.locale:
             return self.user.locale
-        return current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+        return office_language()
 
 
 def context_for(record, user: User | None, locale: str | None = None) -> PlaceholderContext:

@@ -19,13 +19,14 @@ from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
 
 from babel.numbers import NumberFormatError, get_group_symbol, parse_decimal
-from flask import current_app, g, has_app_context
+from flask import g, has_app_context
 from flask_babel import format_date, format_decimal, get_locale
 from flask_babel import gettext as _
 from sqlalchemy import event, func, select, true
 from sqlalchemy.orm import Session
 
 from crm.extensions import db
+from crm.i18n import office_language
 from crm.models import Company, Contact, CustomFieldDefinition, Deal, Incident
 from crm.models.leads import CUSTOM_FIELD_ENTITIES, CUSTOM_FIELD_TYPES
 
@@ -142,7 +143,7 @@ def _locale(locale: str | None) -> str:
         current = None
     if current:
         return str(current)
-    return current_app.config.get("BABEL_DEFAULT_LOCALE", "en") if has_app_context() else "en"
+    return office_language() if has_app_context() else "en"
 
 
 def parse_value(definition: CustomFieldDefinition, raw, *, locale: str | None = None):

@@ -24,6 +24,7 @@ from flask import current_app, has_app_context, has_request_context
 from flask_babel import force_locale, get_locale
 from flask_babel import gettext as _
 
+from crm.i18n import office_language
 from crm.models.types import utcnow
 
 DEFAULT_ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
@@ -255,7 +256,7 @@ def _size_text(size: int) -> str:
 
 def _dropped_note(dropped: list[tuple[str, int]]) -> str:
     """Written into the stored body: in the request's language, else the site's."""
-    locale = None if has_request_context() else current_app.config.get("BABEL_DEFAULT_LOCALE")
+    locale = None if has_request_context() else office_language()
     with force_locale(locale or get_locale()):
         lines = [
             _("Attachment not kept (too large): %(name)s, %(size)s", name=n, size=_size_text(s))

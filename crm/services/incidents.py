@@ -8,8 +8,7 @@ transaction, so that due times always follow status and priority; the routes com
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time
 
-from flask import current_app, has_request_context, url_for
-from flask_babel import force_locale
+from flask import has_request_context, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import DateTime, case, func, literal, or_, select, union_all
@@ -17,6 +16,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import joinedload, selectinload
 
 from crm.extensions import db
+from crm.i18n import writing_for
 from crm.models import (
     Company,
     Contact,
@@ -575,7 +575,7 @@ def _require_complaint_owner(incident: Incident) -> User:
 
 def _language_of(user: User):
     """Text stored for someone else (a task title, a notification) is in their language."""
-    return force_locale(user.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    return writing_for(user)
 
 
 def _customer_name(incident: Incident) -> str:

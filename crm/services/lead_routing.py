@@ -42,6 +42,7 @@ from sqlalchemy import exists, func, select, update
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
+from crm.i18n import office_language, writing_for
 from crm.models import Contact, RoutingRule, Team, User
 from crm.models.search_keys import fold
 from crm.services.reminders import user_zone
@@ -368,11 +369,11 @@ def _request_language():
     """The request's language; outside a request (a job, the CLI) the default one."""
     if has_request_context():
         return contextlib.nullcontext()
-    return force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    return force_locale(office_language())
 
 
 def _owner_language(owner: User):
-    return force_locale(owner.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    return writing_for(owner)
 
 
 def decide(contact: Contact) -> RoutingDecision:

@@ -14,13 +14,14 @@ data) and told in the reader's language by describe().
 
 import re
 
-from flask import current_app, has_request_context
+from flask import has_request_context
 from flask_babel import force_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from crm.extensions import db
+from crm.i18n import office_language, writing_for
 from crm.models import Contact, EmailMessage, Incident, IncidentMessage, User
 from crm.models.search_keys import email_key
 from crm.services import incidents as incident_service
@@ -154,7 +155,7 @@ def _open_incident(message: EmailMessage, reopened_from: int | None) -> dict:
 
 
 def _subject_fallback() -> str:
-    with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "en")):
+    with force_locale(office_language()):
         return str(_NO_SUBJECT)
 
 
@@ -271,7 +272,7 @@ def _route_sales(message: EmailMessage, automatic: bool) -> dict:
 
 def _language_of(user: User):
     """Text stored for someone (a notification) is in their language."""
-    return force_locale(user.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en"))
+    return writing_for(user)
 
 
 # ---- telling why -----------------------------------------------------------------
@@ -290,7 +291,7 @@ def describe(routing: dict | None) -> str:
     if not routing:
         return ""
     if not has_request_context():
-        with force_locale(current_app.config.get("BABEL_DEFAULT_LOCALE", "en")):
+        with force_locale(office_language()):
             return _describe(routing)
     return _describe(routing)
 

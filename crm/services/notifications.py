@@ -16,6 +16,7 @@ from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from crm.extensions import db
+from crm.i18n import language_for
 from crm.models.agenda import Notification, Reminder
 from crm.services.recurrence import occurrence_key
 from crm.services.reminders import dialect_insert, now, user_zone
@@ -32,7 +33,7 @@ class ReminderText:
 
 
 def _locale_of(user) -> str:
-    return user.locale or current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+    return language_for(user)
 
 
 def reminder_text(reminder: Reminder) -> ReminderText:

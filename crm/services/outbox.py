@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from crm import mail
 from crm.extensions import db
+from crm.i18n import language_for
 from crm.models import (
     Company,
     Contact,
@@ -410,9 +411,7 @@ def _record_failure(message_id: int, attempt: int, error: mail.MailError) -> str
 
 
 def _locale_of(user: User | None) -> str:
-    if user is not None and user.locale:
-        return user.locale
-    return current_app.config.get("BABEL_DEFAULT_LOCALE", "en")
+    return language_for(user)
 
 
 def retry(message: EmailMessage) -> None:

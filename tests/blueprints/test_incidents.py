@@ -476,3 +476,25 @@ def test_the_incident_page_lists_its_interventions_to_whom_may_see_them(as_role)
     assert "Boiler check" in page
     assert "Second visit" not in page  # a colleague's visit is not theirs to see
     assert "/interventions/new" not in page
+
+
+def test_a_follow_up_for_an_owner_without_a_language_is_written_in_the_agents(as_role, customer):
+    """The rep never chose a language: the task is titled in the French agent's, not in
+    English; once the rep chooses one, theirs wins."""
+    client, _agent = as_role("support")
+    customer.owner.locale = None
+    incident = make_incident(customer, kind="complaint", subject="Retard")
+    db.session.commit()
+    french = {**htmx_headers("section#follow-ups"), "Accept-Language": "fr"}
+    assert (
+        client.post(f"/incidents/{incident.id}/follow-up/task", headers=french).status_code == 200
+    )
+    task = db.session.scalars(select(Task)).one()
+    assert task.title == f"Suivi de réclamation\u00a0: {customer.name}"
+
+    customer.owner.locale = "en"
+    second = make_incident(customer, kind="complaint", subject="Again")
+    db.session.commit()
+    client.post(f"/incidents/{second.id}/follow-up/task", headers=french)
+    titles = set(db.session.scalars(select(Task.title)))
+    assert f"Complaint follow-up: {customer.name}" in titles

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
 from crm.extensions import db
+from crm.i18n import language_for
 from crm.models import Activity, Company, Contact, DataImport, Deal, ImportRow, Incident, User
 from crm.models.leads import DUPLICATE_POLICIES, IMPORT_ENTITIES
 from crm.models.types import utcnow
@@ -229,7 +230,7 @@ def resume(data_import: DataImport) -> bool:
 
 
 def _locale(user: User | None) -> str:
-    return (user.locale if user else None) or current_app.config["BABEL_DEFAULT_LOCALE"]
+    return language_for(user)
 
 
 def run(import_id: int, *, max_batches: int | None = None) -> dict:
