@@ -323,10 +323,7 @@ def _intervention_items(
         select(TechnicianBooking)
         .join(TechnicianBooking.intervention)
         .where(
-            TechnicianBooking.technician_id.in_(people),
-            bookings.shown_in_calendars(),
-            TechnicianBooking.starts_at < end,
-            TechnicianBooking.ends_at > start,
+            *bookings.in_calendars_between(people, start, end),
             TechnicianBooking.intervention_id.in_(
                 visible_interventions(viewer).with_only_columns(Intervention.id)
             ),

@@ -214,6 +214,17 @@ def shown_in_calendars() -> ColumnElement[bool]:
     return or_(TechnicianBooking.active.is_(True), Intervention.status == "done")
 
 
+def in_calendars_between(people, start, end) -> tuple:
+    """Conditions on TechnicianBooking (joined to Intervention): the bookings of these
+    technicians that calendars show (shown_in_calendars) and that overlap [start, end)."""
+    return (
+        TechnicianBooking.technician_id.in_(people),
+        shown_in_calendars(),
+        TechnicianBooking.starts_at < end,
+        TechnicianBooking.ends_at > start,
+    )
+
+
 def release(intervention: Intervention) -> None:
     """Free the technicians' time (done, cancelled, unscheduled): the rows stay as
     history of who was sent, inactive, so they never count against a new booking."""

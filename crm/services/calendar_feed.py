@@ -336,12 +336,7 @@ def _booked_filter(people: list[int], start: datetime, end: datetime):
     return (
         select(TechnicianBooking.intervention_id)
         .join(TechnicianBooking.intervention)
-        .where(
-            TechnicianBooking.technician_id.in_(people),
-            bookings.shown_in_calendars(),
-            TechnicianBooking.starts_at < end,
-            TechnicianBooking.ends_at > start,
-        )
+        .where(*bookings.in_calendars_between(people, start, end))
     )
 
 
