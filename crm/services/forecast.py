@@ -55,7 +55,9 @@ TENTH = Decimal("0.1")
 DEFAULT_QUOTA_CURRENCY = "EUR"
 PIPELINE_MONTHS = 6  # this month and the five after it
 WON_MONTHS = 6
-AT_RISK_LIMIT = 100
+# The deals at risk listed: the worst first, as many as one looks through at a sitting
+# (the count says how many more there are).
+AT_RISK_LIMIT = 25
 # Who carries a target and owns deals: the rows of the team table and of the quotas page.
 SELLING_ROLES = (SALES, MANAGER)
 
