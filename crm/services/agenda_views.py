@@ -121,7 +121,9 @@ def view_days(view: str, day: date) -> list[date]:
 # ---- items ------------------------------------------------------------------------------
 
 
-@dataclass
+# Slots: a team's week builds hundreds of items and cells per request, and objects without a
+# __dict__ are fewer for the garbage collector to walk (the tail of the team view).
+@dataclass(slots=True)
 class AgendaItem:
     """An event occurrence or a task, where the agenda shows it."""
 
@@ -234,6 +236,11 @@ _GRID_EVENT_COLUMNS = (
 )
 
 
+# What deciding the viewer's rights needs of an organizer (can_edit_event): not the whole
+# user row, twice per event (organizer and series' organizer) in the query.
+_RIGHTS_USER_COLUMNS = (User.id, User.team_id)
+
+
 def load_items(
     viewer: User,
     start: datetime,
@@ -257,11 +264,13 @@ def load_items(
             .options(
                 load_only(*_GRID_EVENT_COLUMNS),
                 selectinload(Event.attendees),
-                joinedload(Event.organizer),
+                joinedload(Event.organizer).load_only(*_RIGHTS_USER_COLUMNS),
                 joinedload(Event.parent)
                 .load_only(*_GRID_EVENT_COLUMNS)
                 .selectinload(Event.attendees),
-                joinedload(Event.parent).joinedload(Event.organizer),
+                joinedload(Event.parent)
+                .joinedload(Event.organizer)
+                .load_only(*_RIGHTS_USER_COLUMNS),
             )
         )
         events = db.session.scalars(query).unique().all()
@@ -350,7 +359,7 @@ def _intervention_items(
 # ---- the time grid (day and week) ------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class Placed:
     """An item in a day column of the time grid: rows of 15 minutes, a lane of n."""
 
@@ -367,7 +376,7 @@ class Placed:
         return f"lane-{self.lane + 1}-of-{self.lanes}"
 
 
-@dataclass
+@dataclass(slots=True)
 class DayColumn:
     day: date
     is_today: bool
@@ -450,7 +459,7 @@ def time_grid(
 # ---- month and team ----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class DayCell:
     day: date
     is_today: bool
@@ -487,7 +496,7 @@ def month_grid(items, days, zone, today, month: int) -> list[list[DayCell]]:
     return [cells[i : i + 7] for i in range(0, len(cells), 7)]
 
 
-@dataclass
+@dataclass(slots=True)
 class TeamRow:
     user: User
     cells: list[DayCell]
@@ -572,6 +581,14 @@ class AgendaView:
     @property
     def has_all_day(self) -> bool:
         return any(column.all_day for column in self.columns)
+
+    def release(self) -> None:
+        """Let go of the grids once the page is written. A template's context is a reference
+        cycle (its macros refer to it), so what it was given lives on until a full garbage
+        collection: for a team's week, thousands of items, cells and rows of a few requests
+        at once, walked and freed in one long pause (the slow tail of the team view)."""
+        self.columns, self.weeks, self.rows = [], [], []
+        self.people, self.users, self.teams = [], [], []
 
 
 def build_view(viewer: User, query: AgendaQuery, zone: ZoneInfo, now: datetime) -> AgendaView:

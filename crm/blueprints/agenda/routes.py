@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from datetime import time
+from functools import cache
 from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -69,7 +70,8 @@ def view_context(query: AgendaQuery) -> dict:
     locale = get_locale() or "en"
     return {
         "period_label": _period_label(query, view.days, locale),
-        "day_label": lambda day: format_skeleton("MMMEd", day, locale=locale),
+        # Once per day shown: the team view names the day in each of its cells.
+        "day_label": cache(lambda day: format_skeleton("MMMEd", day, locale=locale)),
         "weekday_label": lambda day: format_skeleton("EEE", day, locale=locale),
         "time_of": TimeLabels(zone, locale),
         "event_href": event_links(),
@@ -109,7 +111,10 @@ def current_agenda_query() -> AgendaQuery | None:
 def index():
     today = utcnow().astimezone(viewer_zone()).date()
     query = AgendaQuery.from_args(request.args, today)
-    return hx.render("agenda/index.html", PARTIALS, **view_context(query))
+    context = view_context(query)
+    response = hx.render("agenda/index.html", PARTIALS, **context)
+    context["v"].release()  # freed now, not by the next full garbage collection
+    return response
 
 
 # The event routes share the blueprint.
