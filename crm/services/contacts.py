@@ -1,10 +1,11 @@
 """Contacts: listing, creating, editing, moving along the lifecycle."""
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from crm.extensions import db
@@ -272,10 +273,31 @@ def name_order(q: str):
     # Under three characters the trigram index cannot help: walking the names is the best left.
     if not terms or any(len(term) < 3 for term in terms):
         return Contact.sort_name
-    expected = estimated_rows(select(Contact.id).where(*search_condition(Contact.search_text, q)))
+    expected = _expected_matches(tuple(terms), q)
     if expected is None or expected > FEW_MATCHES:
         return Contact.sort_name
     return Contact.sort_name.concat("")
+
+
+# The planner's estimate of a search's matches, per process: asking for it is a round trip
+# and a planning per search, and it only moves when the statistics are refreshed. A stale
+# one picks the slower of two plans for the same rows, never other rows, so it is kept a
+# few minutes, for the terms searched most (the cache is emptied when full).
+_ESTIMATE_SECONDS = 300
+_ESTIMATES_KEPT = 1000
+_estimates: dict[tuple[str, ...], tuple[float, int | None]] = {}
+
+
+def _expected_matches(terms: tuple[str, ...], q: str) -> int | None:
+    now = time.monotonic()
+    known = _estimates.get(terms)
+    if known and now - known[0] < _ESTIMATE_SECONDS:
+        return known[1]
+    expected = estimated_rows(select(Contact.id).where(*search_condition(Contact.search_text, q)))
+    if len(_estimates) >= _ESTIMATES_KEPT:
+        _estimates.clear()
+    _estimates[terms] = (now, expected)
+    return expected
 
 
 def find_duplicates(
@@ -364,5 +386,23 @@ def set_owner(actor: User, contact: Contact, owner: User | None) -> None:
     contact.owner = owner
 
 
-def all_tags() -> list[str]:
-    return list(db.session.scalars(select(Tag.name).order_by(Tag.name)))
+class OwnerChoice(NamedTuple):
+    id: int
+    name: str
+
+
+def filter_choices(owner_roles: tuple[str, ...]) -> tuple[list[OwnerChoice], list[str]]:
+    """The list's owner choices (active users of `owner_roles`, by name) and every tag
+    name, in one query: two small tables read on every list page, one round trip."""
+    owners = select(literal(0).label("kind"), User.id, User.name).where(
+        User.active.is_(True), User.role.in_(owner_roles)
+    )
+    tags = select(literal(1), null(), Tag.name)
+    query = union_all(owners, tags).order_by("kind", "name")
+    found_owners, found_tags = [], []
+    for kind, user_id, name in db.session.execute(query):
+        if kind == 0:
+            found_owners.append(OwnerChoice(user_id, name))
+        else:
+            found_tags.append(name)
+    return found_owners, found_tags

@@ -39,11 +39,8 @@ def _list_context(filters: contacts.ContactFilters) -> dict:
 
 
 def _filter_choices() -> dict:
-    return {
-        "owners": contact_fields.possible_owners(),
-        "tags": contacts.all_tags(),
-        "stages": STAGES,
-    }
+    owners, tags = contacts.filter_choices(contact_fields.OWNER_ROLES)
+    return {"owners": owners, "tags": tags, "stages": STAGES}
 
 
 def _quick_add() -> dict:
