@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import NamedTuple
 
 from sqlalchemy import case, func, literal, null, or_, select, union_all
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
 from crm.extensions import db
@@ -189,8 +190,10 @@ def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> Contac
 
 
 def list_contact_rows(user: User, filters: ContactFilters, size: int = 50) -> ContactPage:
-    """The same page as list_contacts, as ContactRow values for the list: two queries."""
+    """The same page as list_contacts, as ContactRow values for the list: one query on
+    PostgreSQL, where each row brings its tag names along, two elsewhere."""
     page_ids, order, sort_value = _page_of_ids(user, filters, size)
+    tags_inline = db.session.get_bind().dialect.name == "postgresql"
     query = (
         select(
             Contact.id,
@@ -207,6 +210,7 @@ def list_contact_rows(user: User, filters: ContactFilters, size: int = 50) -> Co
             Company.name,
             Company.name_key,
             User.name,
+            _tag_array() if tags_inline else null(),
         )
         .outerjoin(Company, Company.id == Contact.company_id)
         .outerjoin(User, User.id == Contact.owner_id)
@@ -214,7 +218,7 @@ def list_contact_rows(user: User, filters: ContactFilters, size: int = 50) -> Co
         .order_by(*order)
     )
     found = db.session.execute(query).all()
-    tags = _tag_names([row[0] for row in found])
+    tags = {} if tags_inline else _tag_names([row[0] for row in found])
     rows = [
         ContactRow(
             id=contact_id,
@@ -228,7 +232,7 @@ def list_contact_rows(user: User, filters: ContactFilters, size: int = 50) -> Co
             sort_name=sort_name,
             company=CompanyRef(company_id, company, company_key) if company_id else None,
             owner=OwnerRef(owner, initials_of(owner)) if owner else None,
-            tags=tags.get(contact_id, []),
+            tags=[TagRef(name) for name in tag_names] if tag_names else tags.get(contact_id, []),
         )
         for (
             contact_id,
@@ -245,10 +249,22 @@ def list_contact_rows(user: User, filters: ContactFilters, size: int = 50) -> Co
             company,
             company_key,
             owner,
+            tag_names,
         ) in found
     ]
     rows, next_cursor = keyset.split_page(rows, size, sort_value)
     return ContactPage(rows, next_cursor, filters)
+
+
+def _tag_array():
+    """A contact's tag names by name, as a PostgreSQL array read with its row: a second
+    query for the page's tags was a round trip and a fifth of the list's Python time."""
+    return (
+        select(func.array_agg(aggregate_order_by(Tag.name, Tag.name)))
+        .select_from(contact_tag.join(Tag, Tag.id == contact_tag.c.tag_id))
+        .where(contact_tag.c.contact_id == Contact.id)
+        .scalar_subquery()
+    )
 
 
 def _tag_names(contact_ids: list[int]) -> dict[int, list[TagRef]]:
