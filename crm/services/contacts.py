@@ -289,7 +289,7 @@ def name_order(q: str):
     # Under three characters the trigram index cannot help: walking the names is the best left.
     if not terms or any(len(term) < 3 for term in terms):
         return Contact.sort_name
-    expected = _expected_matches(tuple(terms), q)
+    expected = _expected_matches(tuple(sorted(terms)), q)
     if expected is None or expected > FEW_MATCHES:
         return Contact.sort_name
     return Contact.sort_name.concat("")
