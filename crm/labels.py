@@ -120,6 +120,30 @@ def navigation() -> list[tuple[str, str, str, str]]:
     )
 
 
+def sidebar_links(user) -> list[tuple[str, str, object, str]]:
+    """(endpoint, url, label, blueprint) of the areas `user` may open, in side bar order.
+
+    Kept per application and role: every page shows the side bar, and what it holds (the
+    areas a role may open, by POLICY in the code, and their addresses) does not change
+    while the process runs. The labels stay lazy: each page writes its reader's language.
+    """
+    from flask import current_app, request, url_for
+
+    from crm.permissions import has_permission
+
+    sidebars = current_app.extensions.setdefault("crm_sidebars", {})
+    key = (user.role, request.script_root)
+    links = sidebars.get(key)
+    if links is None:
+        links = [
+            (endpoint, url_for(endpoint), label, area)
+            for endpoint, label, permission, area in navigation()
+            if has_permission(user, permission)
+        ]
+        sidebars[key] = links
+    return links
+
+
 def admin_areas() -> list[tuple[str, str, str]]:
     """(endpoint, label, permission) of each administration page, for the admin tabs."""
     return _existing(
