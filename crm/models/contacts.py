@@ -2,7 +2,18 @@
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, String, Table, Text, event
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    String,
+    Table,
+    Text,
+    event,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crm.extensions import db
@@ -98,6 +109,14 @@ class Contact(PostalAddress, Timestamps, db.Model):
         # The hot leads, best score first: everyone's, and one owner's.
         Index("ix_contact_score_id", "score", "id"),
         Index("ix_contact_owner_score_id", "owner_id", "score", "id"),
+        # Sorted by company, the contacts without one come first, by id: read through this
+        # index whatever their share (crm.services.contacts._ids_by_company).
+        Index(
+            "ix_contact_without_company",
+            "id",
+            postgresql_where=text("company_id IS NULL"),
+            sqlite_where=text("company_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import case, func, literal, null, or_, select, union_all
+from sqlalchemy import String, case, false, func, literal, null, or_, select, tuple_, union_all
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import contains_eager, joinedload, selectinload
 
@@ -164,10 +164,55 @@ def _page_of_ids(user: User, filters: ContactFilters, size: int):
     if filters.sort.lstrip("-") == "name":
         key = keyset.SortKey(name_order(filters.q), key.kind)
     descending = filters.sort.startswith("-")
-    ids = keyset.paginate(
-        query.with_only_columns(Contact.id), key, Contact.id, descending, filters.cursor, size
-    )
+    if filters.sort.lstrip("-") == "company":
+        ids = _ids_by_company(query, filters.cursor, size, descending)
+    else:
+        ids = keyset.paginate(
+            query.with_only_columns(Contact.id), key, Contact.id, descending, filters.cursor, size
+        )
     return ids.scalar_subquery(), keyset.ordering(key, Contact.id, descending), sort_value
+
+
+def _ids_by_company(query, cursor: str | None, size: int, descending: bool):
+    """A page of ids in company-name order, as two index walks merged: the contacts without
+    a company (their key is "", so they come first) by id, and the others by following the
+    company name index to each company's people. One ORDER BY over the outer join read and
+    sorted every contact instead (50 to 100 ms at 100,000)."""
+    key = Company.name_key
+    alone = query.where(Contact.company_id.is_(None))
+    # A condition on the company itself: the outer join becomes an inner one, which the
+    # planner can drive from the company side, in name order.
+    employed = query.where(Company.id.is_not(None))
+    position = keyset.decode_cursor(cursor, "str") if cursor else None
+    if position is not None:
+        value, last_id = position
+        if descending:  # companies from Z to A, then the contacts without one
+            employed = employed.where(key <= value, tuple_(key, Contact.id) < (value, last_id))
+            if value == "":
+                alone = alone.where(Contact.id < last_id)
+        else:  # the contacts without a company, then companies from A to Z
+            alone = alone.where(Contact.id > last_id) if value == "" else alone.where(false())
+            employed = employed.where(key >= value, tuple_(key, Contact.id) > (value, last_id))
+    direction = (lambda column: column.desc()) if descending else (lambda column: column)
+    branches = [
+        branch.order_by(*order).limit(size + 1).subquery()
+        for branch, order in (
+            (
+                alone.with_only_columns(Contact.id, literal("", String).label("key")),
+                (direction(Contact.id),),
+            ),
+            (
+                employed.with_only_columns(Contact.id, key.label("key")),
+                (direction(key), direction(Contact.id)),
+            ),
+        )
+    ]
+    merged = union_all(*(select(b.c.id, b.c.key) for b in branches)).subquery()
+    return (
+        select(merged.c.id)
+        .order_by(direction(merged.c.key), direction(merged.c.id))
+        .limit(size + 1)
+    )
 
 
 def list_contacts(user: User, filters: ContactFilters, size: int = 50) -> ContactPage:

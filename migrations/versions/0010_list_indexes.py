@@ -1,6 +1,7 @@
 """Indexes for the lists at scale: the deal board's first cards per column, the hot leads
-(by score, for everyone and per owner), the company found by a sender's address, and the
-meetings held about deals (the forecast's funnel)
+(by score, for everyone and per owner), the contacts without a company (the list sorted by
+company), the company found by a sender's address, and the meetings held about deals (the
+forecast's funnel)
 
 Expression indexes (ix_expr_*) live here only: SQLite cannot reflect them back, so the
 models do not declare them (crm.schema.migrated_object leaves them out of comparisons).
@@ -31,6 +32,14 @@ def upgrade():
     )
     op.create_index('ix_contact_score_id', 'contact', ['score', 'id'])
     op.create_index('ix_contact_owner_score_id', 'contact', ['owner_id', 'score', 'id'])
+    # Contacts sorted by company: those without one come first, by id.
+    op.create_index(
+        'ix_contact_without_company',
+        'contact',
+        ['id'],
+        postgresql_where=sa.text('company_id IS NULL'),
+        sqlite_where=sa.text('company_id IS NULL'),
+    )
     # Mail in and out finds the company of an address (lower(trim(email)) as the code asks).
     op.create_index('ix_expr_company_email', 'company', [sa.text('lower(trim(email))')])
     op.create_index(
@@ -45,6 +54,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_activity_meeting_deal', table_name='activity')
     op.drop_index('ix_expr_company_email', table_name='company')
+    op.drop_index('ix_contact_without_company', table_name='contact')
     op.drop_index('ix_contact_owner_score_id', table_name='contact')
     op.drop_index('ix_contact_score_id', table_name='contact')
     op.drop_index('ix_expr_deal_card_order', table_name='deal')
