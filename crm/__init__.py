@@ -225,7 +225,6 @@ def _register_template_helpers(app: Flask) -> None:
     app.jinja_env.add_extension("jinja2.ext.do")
 
     app.jinja_env.globals.update(
-        navigation=labels.navigation,
         sidebar_links=labels.sidebar_links,
         admin_areas=labels.admin_areas,
         area_labels=labels.AREA_LABELS,

@@ -207,17 +207,7 @@ def _route_campaign_reply(message: EmailMessage) -> dict:
     contact = find_contact(message.from_address)
     created = False
     if contact is None:
-        from crm.services.leads import capture_lead
-
-        first, last = split_name(message.from_name)
-        contact = capture_lead(
-            source="campaign",
-            first_name=first,
-            last_name=last,
-            email=message.from_address,
-            message=message.text_body or message.snippet,
-            route=True,
-        )
+        contact = _lead_from_sender(message, "campaign")
         contact.campaign_id = message.campaign_id
         created = True
     message.contact = contact
@@ -255,19 +245,24 @@ def _route_sales(message: EmailMessage, automatic: bool) -> dict:
         }
     if automatic:
         return {"rule": "automatic", "purpose": "sales"}
+    contact = _lead_from_sender(message, "email")
+    message.contact = contact
+    return {"rule": "new_lead", "purpose": "sales", "contact_id": contact.id}
+
+
+def _lead_from_sender(message: EmailMessage, source: str):
+    """A new lead for the stranger who wrote, routed to an owner like any other lead."""
     from crm.services.leads import capture_lead
 
     first, last = split_name(message.from_name)
-    contact = capture_lead(
-        source="email",
+    return capture_lead(
+        source=source,
         first_name=first,
         last_name=last,
         email=message.from_address,
         message=message.text_body or message.snippet,
         route=True,
     )
-    message.contact = contact
-    return {"rule": "new_lead", "purpose": "sales", "contact_id": contact.id}
 
 
 def _language_of(user: User):
